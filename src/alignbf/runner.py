@@ -1,0 +1,355 @@
+"""Run a study: drive every simulation of the grid through a backend into the store.
+
+``run_study`` is the one entry point (the CLI calls it). Simulations run
+concurrently in one event loop under a TaskGroup, at most ``concurrency`` in
+flight. Every response is committed (write-through cache) before the conversation
+uses it; every finished simulation is committed in one transaction. Running the
+same command again resumes: finished simulations are skipped and unfinished ones
+replay their cached responses at no cost before continuing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alignbf import __version__
+from alignbf.backend import Backend, ChatRequest, Completion
+from alignbf.conversation import Conversation
+from alignbf.errors import (
+    AlignbfError,
+    BudgetExceeded,
+    ConfigError,
+    ContextLengthError,
+    StoreError,
+    TransientEndpointError,
+)
+from alignbf.grid import SimSpec, canonical_hash, expand, parse_shard, shard
+from alignbf.prompts import load_prompts
+from alignbf.store import TERMINAL, Store, write_manifest
+from alignbf.study import Budget, Study, load_study
+from alignbf.yamlfile import read_text
+
+
+@dataclass
+class Progress:
+    """Counters the runner updates and a progress display reads."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    calls: int = 0
+    cache_hits: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    cost_unknown: int = 0
+    retries: int = 0
+    failures: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class RunResult:
+    """What ``run_study`` returns."""
+
+    run_dir: Path
+    progress: Progress
+    stopped: str | None = None
+    """Why the run stopped early (``interrupted``, ``budget: …``), or None."""
+
+    @property
+    def complete(self) -> bool:
+        """True when every simulation of the grid is in a terminal status."""
+        return self.stopped is None and self.progress.failures == 0
+
+
+def cache_key(endpoint: str, request: ChatRequest, digest: str) -> str:
+    """Response-cache key: endpoint, model, sampling, messages and the sample identity."""
+    return canonical_hash(
+        [
+            endpoint,
+            request.model,
+            request.temperature,
+            request.top_p,
+            request.max_tokens,
+            request.seed,
+            digest,
+            request.sim_id,
+            request.agent,
+            request.turn,
+        ]
+    )
+
+
+class _Budget:
+    def __init__(self, budget: Budget, progress: Progress) -> None:
+        self.budget, self.p = budget, progress
+
+    def check(self) -> None:
+        b, p = self.budget, self.p
+        if b.calls is not None and p.calls >= b.calls:
+            raise BudgetExceeded(f"budget: {b.calls} calls spent")
+        if b.tokens is not None and p.tokens >= b.tokens:
+            raise BudgetExceeded(f"budget: {b.tokens} tokens spent")
+        if b.usd is not None and p.cost_usd >= b.usd:
+            raise BudgetExceeded(f"budget: ${b.usd:.2f} spent")
+
+
+class Runner:
+    """Drives the simulations of one run directory."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        budget: Budget,
+        concurrency: int,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.store, self.backend = store, backend
+        self.progress = Progress()
+        self.budget = _Budget(budget, self.progress)
+        self.concurrency = concurrency
+        self.on_progress = on_progress or (lambda p: None)
+        self.stop_reason: str | None = None
+        self._resumable: set[str] = set()
+
+    async def _ask(self, request: ChatRequest, digest: str) -> Completion:
+        endpoint = self.backend.endpoint_id(request.model)
+        key = cache_key(endpoint, request, digest)
+        if request.sim_id in self._resumable and (row := self.store.cached(key)) is not None:
+            self.progress.cache_hits += 1
+            return Completion(text=row[7], finish_reason=row[8] or "stop")
+        if self.stop_reason:
+            raise BudgetExceeded(self.stop_reason)
+        self.budget.check()
+        completion = await self.backend.complete(request)
+        p = self.progress
+        p.calls += 1
+        p.tokens += completion.prompt_tokens + completion.completion_tokens
+        p.retries += completion.attempts - 1
+        if completion.cost_usd is None:
+            p.cost_unknown += 1
+        else:
+            p.cost_usd += completion.cost_usd
+        await self.store.put_call(
+            (key, request.sim_id, request.agent, request.turn, endpoint, request.model,
+             completion.model, completion.text, completion.finish_reason,
+             completion.prompt_tokens, completion.completion_tokens, completion.latency_s,
+             completion.attempts, completion.cost_usd, completion.system_fingerprint,
+             ",".join(completion.flags), time.time())
+        )
+        return completion
+
+    async def _simulate(self, spec: SimSpec, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            if self.stop_reason:
+                return
+            conversation = Conversation(spec, load_prompts(spec.language))
+            status, error = "ok", None
+            try:
+                transcript = await conversation.run(self._ask)
+            except BudgetExceeded as exc:
+                self.stop_reason = self.stop_reason or str(exc)
+                status, error = "stopped", str(exc)
+            except ContextLengthError as exc:
+                status, error = "context_length", str(exc)
+            except TransientEndpointError as exc:
+                status, error = "infra_error", str(exc)
+            except asyncio.CancelledError:
+                self.store.mark(spec.sim_id, "stopped", "interrupted")
+                raise
+            if status == "ok":
+                status = transcript.status(spec.invalid_threshold)
+                self.store.finish(
+                    spec.sim_id,
+                    status,
+                    transcript.rows,
+                    format_failures=transcript.format_failures,
+                    replies=transcript.replies,
+                )
+            elif status == "context_length":
+                out = conversation.out
+                self.store.finish(spec.sim_id, status, out.rows, replies=out.replies, error=error)
+            else:
+                self.store.mark(spec.sim_id, status, error)
+            p = self.progress
+            p.done += 1
+            p.statuses[status] = p.statuses.get(status, 0) + 1
+            p.failures += status in ("infra_error", "stopped")
+            self.on_progress(p)
+
+    async def run(self, specs: list[SimSpec]) -> None:
+        """Run every spec not yet finished."""
+        statuses = self.store.statuses()
+        todo = [s for s in specs if statuses.get(s.sim_id) not in TERMINAL]
+        self._resumable = self.store.sims_with_calls()
+        self.progress.total = len(specs)
+        self.progress.skipped = len(specs) - len(todo)
+        self.on_progress(self.progress)
+        slots = asyncio.Semaphore(self.concurrency)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for spec in todo:
+                    tg.create_task(self._simulate(spec, slots))
+        except BaseExceptionGroup as group:
+            raise _first_user_error(group) from None
+        finally:
+            await self.backend.aclose()
+
+
+def _first_user_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first AlignbfError inside a (nested) exception group, else the group."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            inner = _first_user_error(exc)
+            if inner is not exc:
+                return inner
+        elif isinstance(exc, AlignbfError):
+            return exc
+    return group
+
+
+def _manifest(study: Study, config_path: Path, backend: str, extra: dict[str, Any]) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    packages = {}
+    for name in ("httpx", "pydantic", "pandas", "statsmodels", "scipy", "tenacity"):
+        try:
+            packages[name] = md.version(name)
+        except md.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "alignbf_version": __version__,
+        "python": platform.python_version(),
+        "packages": packages,
+        "study": study.name,
+        "config_path": str(config_path),
+        "config_sha256": canonical_hash(read_text(config_path)),
+        "backend": backend,
+        **extra,
+    }
+
+
+def open_run(
+    study: Study, config_path: Path, run_dir: Path, backend_name: str, extra: dict[str, Any]
+) -> Store:
+    """Open (or create) a run directory for this study; refuse one holding another config."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise StoreError(f"{run_dir}: exists and is not a directory")
+    store = Store(run_dir)
+    config_text = read_text(config_path)
+    stored = store.get("config")
+    if stored is not None and stored != config_text:
+        store.close()
+        raise ConfigError(
+            f"{run_dir}: holds a run of a different config than {config_path}; "
+            "use a new --run-dir (mixing parameters in one run is refused)"
+        )
+    stored_backend = store.get("backend")
+    if stored_backend is not None and stored_backend != backend_name:
+        store.close()
+        raise ConfigError(
+            f"{run_dir}: was run with backend {stored_backend!r}, not {backend_name!r}; "
+            "a different backend is a different condition"
+        )
+    if stored is None:
+        store.set("config", config_text)
+        store.set("study", study.name)
+        store.set("backend", backend_name)
+    write_manifest(run_dir, _manifest(study, config_path, backend_name, extra))
+    return store
+
+
+def default_run_dir(study: Study, backend_name: str) -> Path:
+    """``runs/<study>`` for real endpoints, ``runs/<study>-<backend>`` otherwise."""
+    suffix = "" if backend_name == "endpoints" else f"-{backend_name.replace(':', '-')}"
+    return Path("runs") / f"{study.name}{suffix}"
+
+
+def select(specs: list[SimSpec], shard_text: str | None, limit: int | None) -> list[SimSpec]:
+    """Apply ``--shard K/N`` then ``--limit N``."""
+    if shard_text:
+        specs = shard(specs, *parse_shard(shard_text))
+    return specs[:limit] if limit is not None else specs
+
+
+def run_study(
+    config: str | Path,
+    *,
+    backend: Backend,
+    backend_name: str,
+    run_dir: Path | None = None,
+    concurrency: int = 64,
+    shard_text: str | None = None,
+    limit: int | None = None,
+    manifest_extra: dict[str, Any] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> RunResult:
+    """Run (or resume) a study into a run directory.
+
+    Args:
+        config: Study config path or built-in name.
+        backend: The backend every call goes to.
+        backend_name: ``synthetic:<world>`` or ``endpoints`` (recorded; must not change).
+        run_dir: Where the run lives; default ``runs/<study>[-backend]``.
+        concurrency: Simulations in flight.
+        shard_text: ``K/N`` to run one slice of the grid.
+        limit: Run at most this many simulations (after sharding).
+        manifest_extra: More facts for ``manifest.json`` (never keys).
+        on_progress: Called after each simulation with the counters.
+    """
+    from alignbf.assets import find_config
+
+    config_path = find_config(config)
+    study = load_study(config_path)
+    specs = select(expand(study), shard_text, limit)
+    run_dir = run_dir or default_run_dir(study, backend_name)
+    store = open_run(study, config_path, run_dir, backend_name, manifest_extra or {})
+    try:
+        store.register(specs)
+        runner = Runner(store, backend, study.budget, concurrency, on_progress)
+        interrupted = _run_with_signals(runner.run(specs))
+        stopped = "interrupted" if interrupted else runner.stop_reason
+        if stopped:
+            store.add_deviation("stopped", stopped)
+        return RunResult(run_dir, runner.progress, stopped)
+    finally:
+        store.close()
+
+
+def _run_with_signals(coro: Any) -> bool:
+    """Run ``coro``; SIGINT/SIGTERM cancel it cleanly. Returns True if interrupted."""
+
+    async def main() -> bool:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        hits = 0
+
+        def stop() -> None:
+            nonlocal hits
+            hits += 1
+            if hits > 1:
+                raise SystemExit(130)
+            if task is not None:
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        try:
+            await coro
+        except asyncio.CancelledError:
+            return True
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        return False
+
+    return asyncio.run(main())
