@@ -14,10 +14,13 @@ harakat and tatweel. Every offset reported by :meth:`Lexicon.matches` and
 Terms:
     * A plain string is a literal word or phrase. Whitespace inside it matches any run of
       whitespace; a hyphen matches a hyphen, one whitespace character or nothing; a ``*``
-      ending a word matches any continuation of that word (``evict*`` covers ``evicted``).
+      ending a word matches any continuation of that word (``evict*`` covers ``evicted``);
+      ``(a|b|)`` lists alternatives, expanded at load time (``(keep|kept) her (safe|warm)``
+      is four phrases; an empty alternative means "nothing here").
     * ``re:<pattern>`` is a Python regular expression over the normalised text, written in
-      normalised (lower-case) form and without capturing groups. It takes the place of the
-      literal, so the boundary rules below still apply around it.
+      normalised (lower-case) form, without capturing groups and with any look-around
+      inside its own match. It takes the place of the literal, so the boundary rules below
+      still apply around it.
 
 Boundaries, by writing system:
     * Spaced scripts: a term matches whole words only. Word characters are letters, digits,
@@ -38,10 +41,11 @@ terms and cues (``no doubt``, ``not only``, ``しかない``).
 
 Negation: a category hit is *negated* when a ``before`` cue ends at most ``window`` units
 before it, or an ``after`` cue starts at most ``window`` units after it, with no clause
-boundary (``. , ; : ! ?``, their CJK, Arabic and Devanagari forms, dashes, newlines; for
-Thai also spaces) in between. A negated hit counts for the opposite category: coercive <->
-protective, conformity <-> individuation ("I will not comply" is protective, "I don't agree
-with everyone" is individuation, "don't protect her" is coercive). A cue may also be a
+boundary in between: ``. , ; : ! ?``, their CJK, Arabic and Devanagari forms, dashes and
+newlines (for Thai also spaces), or a word of the ``breaks`` list ("but", "because").
+A negated hit counts for the opposite category: coercive <-> protective, conformity <->
+individuation ("I will not comply" is protective, "I don't agree with everyone" is
+individuation, "don't protect her" is coercive). A cue may also be a
 category term: ``refuse`` is protective and negates ``obey`` in "I refuse to obey".
 
 Units: for ``word`` lexicons, maximal runs of word characters (``don't`` is two units;
@@ -53,8 +57,8 @@ tone marks above or below the line (category Mn) are not counted.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
-import sys
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -94,7 +98,7 @@ _OPPOSITE = {
     "individuation": "conformity",
 }
 _TOP_KEYS = {"language", "version", "unit", "categories", "negation", "ignore"}
-_NEGATION_KEYS = {"before", "after", "window"}
+_NEGATION_KEYS = {"before", "after", "breaks", "window"}
 _ARABIC_PROCLITIC = "(?:[وف]?(?:بال|كال|لل|ال|[بكل])|[وف])?"
 _BOUNDARY = ".!?;:,…\n\u2013\u2014\u3001\u3002\u060c\u061b\u061f\u0964\u0965"
 _FOLD = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "\u2010": "-"})
@@ -103,18 +107,16 @@ _TURKISH_UPPER = str.maketrans({"İ": "i", "I": "ı"})
 _LETTER = re.compile(r"[^\W_]")
 
 
-@functools.cache
-def _word_class() -> str:
-    """Character class of word characters: ``\\w`` plus every combining mark (Mn, Mc, Me)."""
-    ranges: list[tuple[int, int]] = []
-    for code in range(0x300, sys.maxunicode + 1):
-        if unicodedata.category(chr(code))[0] == "M" and not chr(code).isalnum():
-            if ranges and ranges[-1][1] == code - 1:
-                ranges[-1] = (ranges[-1][0], code)
-            else:
-                ranges.append((code, code))
-    parts = [f"\\U{a:08x}" if a == b else f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges]
-    return "[\\w" + "".join(parts) + "]"
+# Word characters: ``\w`` plus the combining marks of the scripts in use (Latin and Cyrillic
+# diacritics left uncomposed by NFKC, Arabic harakat, Devanagari and Thai vowel signs,
+# ZWNJ/ZWJ, kana voicing marks), which ``\w`` leaves out. All in the BMP, so the class
+# compiles to a bitmap; a class listing every Unicode mark made matching ten times slower.
+_WORD = (
+    "[\\w\u0300-\u036f\u0483-\u0489\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"
+    "\u0900-\u0903\u093a-\u094f\u0951-\u0957\u0962\u0963\u0981-\u0983\u0e31"
+    "\u0e34-\u0e3a\u0e47-\u0e4e\u1ab0-\u1aff\u1dc0-\u1dff\u200c\u200d\u20d0-\u20ff"
+    "\u3099\u309a\ufe20-\ufe2f]"
+)
 
 
 def _default_dir() -> Path:
@@ -152,6 +154,7 @@ class _Entry:
     category: str | None = None
     before: bool = False
     after: bool = False
+    stop: bool = False
 
 
 def _normaliser(language: str) -> Callable[[str], str]:
@@ -164,6 +167,14 @@ def _normaliser(language: str) -> Callable[[str], str]:
         return text
 
     return normalise
+
+
+def _expand(term: str) -> list[str]:
+    """Every variant of a plain term: ``(a|b|)`` groups are expanded, empty meaning absent."""
+    parts = re.split(r"\(([^()]*)\)", term)
+    choices = [[p] if i % 2 == 0 else p.split("|") for i, p in enumerate(parts)]
+    variants = ("".join(pick) for pick in itertools.product(*choices))
+    return list(dict.fromkeys(" ".join(v.split()) for v in variants))
 
 
 def _atoms(term: str, word: str) -> list[str]:
@@ -182,21 +193,23 @@ def _atoms(term: str, word: str) -> list[str]:
     return atoms
 
 
-def _trie(paths: list[tuple[list[str], str]]) -> str:
+def _trie(paths: list[list[str]]) -> str:
     """Alternation over atom paths as a prefix tree; longer paths are tried first."""
     root: dict[str, Any] = {}
-    for atoms, terminal in paths:
+    for atoms in paths:
         node = root
         for atom in atoms:
             node = node.setdefault(atom, {})
-        node[""] = terminal
+        node[""] = {}
 
     def emit(node: dict[str, Any]) -> str:
-        wild = [k for k in node if k.endswith("*") or k.endswith("?")]
+        wild = [k for k in node if k.endswith(("*", "?"))]
         plain = sorted(k for k in node if k and k not in wild)
         alts = [atom + emit(node[atom]) for atom in plain + wild]
+        if not alts:
+            return ""
         if "" in node:
-            alts.append(node[""])
+            alts.append("")
         return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
     return emit(root) if root else "(?!)"
@@ -215,7 +228,9 @@ def _terms_problems(name: str, terms: Any) -> list[str]:
                     problems.append(f"{name}: {term!r} has a capturing group; use (?:...)")
             except re.error as exc:
                 problems.append(f"{name}: bad regex {term!r}: {exc}")
-        elif "*" in term.replace("* ", " ").rstrip("*"):
+        elif re.sub(r"\([^()]*\)", "", term).strip("()|") != re.sub(r"\([^()]*\)|[()|]", "", term):
+            problems.append(f"{name}: {term!r} has an unbalanced '(' or a stray '|'")
+        elif any("*" in v.replace("* ", " ").rstrip("*") for v in _expand(term)):
             problems.append(f"{name}: {term!r} has '*' inside a word")
     return problems
 
@@ -250,7 +265,7 @@ def _problems(data: Any, language: str | None) -> list[str]:
         problems.append("negation: must be a mapping")
     else:
         problems += [f"negation: unknown key {k!r}" for k in negation if k not in _NEGATION_KEYS]
-        for key in ("before", "after"):
+        for key in ("before", "after", "breaks"):
             if key in negation:
                 problems += _terms_problems(f"negation.{key}", negation[key])
         window = negation.get("window", 3)
@@ -264,52 +279,54 @@ def _problems(data: Any, language: str | None) -> list[str]:
 
 
 def _keyed(data: dict[str, Any]) -> Iterable[tuple[str, str, str]]:
-    """(role, original term, normalised key) for every term in a lexicon."""
+    """(role, term as written, normalised variant) for every variant of every term."""
     norm = _normaliser(data["language"])
-    for category in CATEGORIES:
-        for term in data["categories"][category]:
-            yield category, term, term if term.startswith("re:") else norm(term)
-    for key in ("before", "after"):
-        for term in data.get("negation", {}).get(key, []):
-            yield f"negation.{key}", term, term if term.startswith("re:") else norm(term)
-    for term in data.get("ignore", []):
-        yield "ignore", term, term if term.startswith("re:") else norm(term)
+    roles = [(c, data["categories"][c]) for c in CATEGORIES]
+    negation = data.get("negation", {})
+    roles += [(f"negation.{k}", negation.get(k, [])) for k in ("before", "after", "breaks")]
+    roles.append(("ignore", data.get("ignore", [])))
+    for role, terms in roles:
+        for term in terms:
+            if term.startswith("re:"):
+                yield role, term, term
+            else:
+                yield from ((role, term, key) for key in _expand(norm(term)))
 
 
 def _duplicates(data: dict[str, Any]) -> list[str]:
-    seen: dict[str, str] = {}
+    """Terms listed twice; a word may be both a cue and a category term, or both cues."""
+    seen: dict[str, list[tuple[str, str]]] = {}
     problems = []
     for role, term, key in _keyed(data):
-        previous = seen.get(key)
-        cue_and_term = previous is not None and (
-            (role.startswith("negation") != previous.startswith("negation"))
-            and "ignore" not in (role, previous)
-        )
-        if previous is not None and not cue_and_term:
-            problems.append(f"duplicate term {term!r} in {previous} and {role}")
-        seen[key] = role if previous is None else previous + "+" + role
+        for other_role, other_term in seen.get(key, []):
+            both_categories = role in CATEGORIES and other_role in CATEGORIES
+            clash = both_categories or role == other_role or "ignore" in (role, other_role)
+            if clash and (role, term) != (other_role, other_term):
+                problems.append(f"duplicate term {term!r} ({role}), {other_term!r} ({other_role})")
+        seen.setdefault(key, []).append((role, term))
     return problems
 
 
+_Role = tuple[str | None, bool, bool, bool]
+
+
 class Lexicon:
-    """A compiled lexicon for one language; build it with :func:`load_lexicon`."""
+    """A compiled lexicon for one language; build it with :func:`load_lexicon`.
+
+    Texts are cut into tokens by one regular expression: a term (or cue, break, ignore
+    phrase), a clause-boundary character, or else a plain word (a letter for ``char``
+    lexicons). Counting and negation then work on that token list.
+    """
 
     def __init__(self, data: dict[str, Any], source: Path) -> None:
         self.language: str = data["language"]
         self.version: str = data["version"]
         self.unit: str = data["unit"]
         self.source = source
-        self.normalise_text = _normaliser(self.language)
-        negation = data.get("negation", {})
-        self.window: int = negation.get("window", 3)
-        word = _word_class()
-        self._word = word
-        self._units = _LETTER if self.unit == "char" else re.compile(word + "+")
-        boundary = re.escape(_BOUNDARY) + (" " if self.language == "th" else "")
-        self._boundary = re.compile(f"[{boundary}]")
-        self._entries, self._pattern = self._compile(data, word)
-
-    def _compile(self, data: dict[str, Any], word: str) -> tuple[list[_Entry], re.Pattern[str]]:
+        self.window: int = data.get("negation", {}).get("window", 3)
+        self._normalise = _normaliser(self.language)
+        self._units = _LETTER if self.unit == "char" else re.compile(_WORD + "+")
+        self._boundaries = frozenset(_BOUNDARY + (" " if self.language == "th" else ""))
         entries: dict[str, _Entry] = {}
         for role, term, key in _keyed(data):
             entry = entries.setdefault(key, _Entry(term))
@@ -317,81 +334,129 @@ class Lexicon:
                 entry.category, entry.term = role, term
             entry.before |= role == "negation.before"
             entry.after |= role == "negation.after"
+            entry.stop |= role == "negation.breaks"
+        self._entries = entries
+        self._known: dict[str, tuple[_Entry | None, int]] = {}
+        self._exact = {
+            key: entry
+            for key, entry in entries.items()
+            if not key.startswith("re:") and "*" not in key and "-" not in key
+        }
+        by_role: dict[_Role, list[str]] = {}
+        for key, entry in entries.items():
+            by_role.setdefault(self._role(entry), []).append(key)
+        order = sorted(by_role, key=lambda r: (r[0] is None, CATEGORIES.index(r[0] or "coercive")))
+        self._roles = [(re.compile(self._body(by_role[r])), entries[by_role[r][0]]) for r in order]
+        boundary = re.escape("".join(sorted(self._boundaries)))
+        rest = "[^\\W_]" if self.unit == "char" else _WORD + "+"
+        self._pattern = re.compile(f"({self._body(list(entries))}|[{boundary}])|{rest}")
+
+    @staticmethod
+    def _role(entry: _Entry) -> _Role:
+        return (entry.category, entry.before, entry.after, entry.stop)
+
+    def _body(self, keys: list[str]) -> str:
+        """Pattern matching any of ``keys`` with this language's affix and boundary rules."""
+        regexes = [f"(?:{key[3:]})" for key in keys if key.startswith("re:")]
+        paths = [_atoms(key, _WORD) for key in keys if not key.startswith("re:")]
+        body = "(?:" + "|".join([*regexes, _trie(paths)]) + ")"
         if self.unit == "char":
-            left, right = "", ""
-        elif self.language == "ko":
-            left, right = f"(?<!{word})", f"{word}*"
-        elif self.language == "ar":
-            left, right = f"(?<!{word}){_ARABIC_PROCLITIC}", f"(?!{word})"
-        else:
-            left, right = f"(?<!{word})", f"(?!{word})"
-        regexes, paths = [], []
-        for number, key in enumerate(entries):
-            terminal = f"{right}(?P<t{number}>)"
-            if key.startswith("re:"):
-                regexes.append(f"(?:{key[3:]}){terminal}")
-            else:
-                paths.append((_atoms(key, word), terminal))
-        pattern = re.compile(left + "(?:" + "|".join([*regexes, _trie(paths)]) + ")")
-        by_group = [_Entry("")] * (pattern.groups + 1)
-        values = list(entries.values())
-        for name, group in pattern.groupindex.items():
-            by_group[group] = values[int(name[1:])]
-        return by_group, pattern
+            return body
+        if self.language == "ko":
+            return body + _WORD + "*"
+        prefix = _ARABIC_PROCLITIC if self.language == "ar" else ""
+        return f"{prefix}{body}(?!{_WORD})"
 
     def normalise(self, text: str) -> str:
         """NFKC, casefold and the language's character folding (see the module docstring)."""
-        return self.normalise_text(text)
+        return self._normalise(text)
 
-    def _scan(self, norm: str) -> list[Match]:
-        hits: list[tuple[int, int, _Entry]] = []
-        cues: list[tuple[int, int, _Entry]] = []
-        entries = self._entries
-        for m in self._pattern.finditer(norm):
-            entry = entries[m.lastindex or 0]
-            if entry.category is not None:
-                hits.append((m.start(), m.end(), entry))
-            if entry.before or entry.after:
-                cues.append((m.start(), m.end(), entry))
-        if not cues:
-            return [Match(e.category or "", e.term, s, t) for s, t, e in hits]
-        return [self._negate(norm, s, t, e, cues) for s, t, e in hits]
+    def _identify(self, token: str) -> _Entry:
+        entry = self._exact.get(token)
+        if entry is not None:
+            return entry
+        for pattern, representative in self._roles:
+            if pattern.fullmatch(token):
+                return representative
+        raise ConfigError(
+            f"{self.source}: {token!r} matched in context but no term matches it alone;"
+            " look-arounds in re: terms must stay inside the match"
+        )
 
-    def _negate(
-        self, norm: str, start: int, end: int, entry: _Entry, cues: list[tuple[int, int, _Entry]]
-    ) -> Match:
-        category = entry.category or ""
-        for cue_start, cue_end, cue in cues:
-            if cue.before and cue_end <= start and self._near(norm[cue_end:start]):
-                break
-            if cue.after and cue_start >= end and self._near(norm[end:cue_start]):
-                break
+    def _learn(self, token: str) -> tuple[_Entry | None, int]:
+        """Role and unit weight of a token (a boundary or a break weighs -1), memoised."""
+        if token in self._boundaries:
+            known: tuple[_Entry | None, int] = (None, -1)
         else:
-            return Match(category, entry.term, start, end)
-        return Match(_OPPOSITE[category], entry.term, start, end, negated=True)
+            entry = self._identify(token)
+            units = len(self._units.findall(token))
+            scoped = entry.stop and not (entry.before or entry.after)
+            known = (entry, -units if scoped else units)
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[token] = known
+        return known
 
-    def _near(self, gap: str) -> bool:
-        """Whether a cue this far away (``gap`` between them) negates a hit."""
-        if self._boundary.search(gap):
-            return False
-        return len(self._units.findall(gap)) <= self.window
+    def _resolve(self, tokens: list[str]) -> tuple[int, list[tuple[int, _Entry, bool]]]:
+        """Units of a token list and its hits as (token index, entry, negated)."""
+        known = self._known
+        marked = [(i, *(known.get(t) or self._learn(t))) for i, t in enumerate(tokens) if t]
+        units = tokens.count("") + sum(abs(weight) for _, _, weight in marked)
+        hits = [(k, i, e) for k, (i, e, _) in enumerate(marked) if e and e.category]
+        if not hits or not any(e and (e.before or e.after) for _, e, _ in marked):
+            return units, [(i, entry, False) for _, i, entry in hits]
+        return units, [(i, entry, self._negated(marked, k)) for k, i, entry in hits]
+
+    def _negated(self, marked: list[tuple[int, _Entry | None, int]], k: int) -> bool:
+        """Whether a cue within ``window`` units of the ``k``-th marked token negates it."""
+        for step, flag in ((-1, "before"), (1, "after")):
+            position, gap, q = marked[k][0], 0, k + step
+            while 0 <= q < len(marked):
+                index, entry, weight = marked[q]
+                gap += abs(position - index) - 1
+                if gap > self.window or weight < 0 or entry is None:
+                    break
+                if getattr(entry, flag):
+                    return True
+                gap, position, q = gap + weight, index, q + step
+        return False
 
     def count(self, text: str) -> TextCounts:
         """Units and per-category hit counts of one text (negation applied)."""
-        norm = self.normalise_text(text)
+        units, hits = self._resolve(self._pattern.findall(self._normalise(text)))
         counts = dict.fromkeys(CATEGORIES, 0)
-        for match in self._scan(norm):
-            counts[match.category] += 1
-        return TextCounts(len(self._units.findall(norm)), counts)
+        for _, entry, negated in hits:
+            category = entry.category or ""
+            counts[_OPPOSITE[category] if negated else category] += 1
+        return TextCounts(units, counts)
 
     def matches(self, text: str) -> list[Match]:
         """Every counted hit, in text order, with spans in the normalised text."""
-        return self._scan(self.normalise_text(text))
+        return self._matches(self._normalise(text))[1]
+
+    def _matches(self, norm: str) -> tuple[int, list[Match]]:
+        found = list(self._pattern.finditer(norm))
+        units, hits = self._resolve([m.group(1) or "" for m in found])
+        matches = []
+        for i, entry, negated in hits:
+            term = self._term(found[i].group(1), entry)
+            category = entry.category or ""
+            category = _OPPOSITE[category] if negated else category
+            matches.append(Match(category, term, found[i].start(), found[i].end(), negated))
+        return units, matches
+
+    def _term(self, token: str, representative: _Entry) -> str:
+        """The term as written in the lexicon file that produced ``token``."""
+        role = self._role(representative)
+        for key, entry in self._entries.items():
+            if self._role(entry) == role and re.fullmatch(self._body([key]), token):
+                return entry.term
+        return representative.term
 
     def explain(self, text: str) -> dict[str, Any]:
         """JSON-able account of how ``text`` is scored, for audits and debugging."""
-        norm = self.normalise_text(text)
-        found = self._scan(norm)
+        norm = self._normalise(text)
+        units, found = self._matches(norm)
         counts = dict.fromkeys(CATEGORIES, 0)
         for match in found:
             counts[match.category] += 1
@@ -399,7 +464,7 @@ class Lexicon:
             "language": self.language,
             "version": self.version,
             "unit": self.unit,
-            "units": len(self._units.findall(norm)),
+            "units": units,
             "normalised": norm,
             "matches": [
                 {

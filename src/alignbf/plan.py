@@ -89,8 +89,8 @@ def _sim_tokens(spec: SimSpec, reply_tokens: int) -> int:
 
 def make_plan(study: Study, config_path: Path) -> Plan:
     """Expand the grid and price it per endpoint."""
-    specs = expand(study)
     endpoints = check_endpoints(study, config_path)
+    specs = expand(study)
     per_model: dict[str, EndpointPlan] = {}
     per_cell: Counter[tuple[Any, ...]] = Counter(s.cell for s in specs)
     sizes: dict[tuple[Any, ...], tuple[int, int]] = {}

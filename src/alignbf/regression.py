@@ -16,8 +16,9 @@ Inference:
 
 Failures to fit (unknown variables, singular designs, perfect separation) raise
 :class:`alignbf.errors.AnalysisError`. A mixed or logistic model that stops without
-converging is returned with ``converged`` False (and its optimizer warnings in
-``warnings``) unless ``require_convergence=True``, which raises instead.
+converging (or whose standard errors are not finite) is returned with ``converged``
+False unless ``require_convergence=True``, which raises instead; :class:`MixedFit` also
+keeps the optimizer's warning messages.
 """
 
 from __future__ import annotations
@@ -35,8 +36,19 @@ from scipy import stats as sps
 
 from alignbf.errors import AnalysisError
 
-COLUMNS = ["term", "estimate", "se", "ci_low", "ci_high", "ci_level"]
-COLUMNS += ["statistic", "df", "p_val", "n", "model"]
+COLUMNS = [
+    "term",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "ci_level",
+    "statistic",
+    "df",
+    "p_val",
+    "n",
+    "model",
+]
 ROBUST_TYPES = ("HC0", "HC1", "HC2", "HC3")
 
 
@@ -82,7 +94,8 @@ def _fit(build: Callable[[], Any], label: str) -> tuple[Any, list[str]]:
 def _tidy(params: pd.Series, bse: Any, df: float, ci: float, n: int, model: str) -> pd.DataFrame:
     """Coefficient table with t (finite ``df``) or z (``df`` = inf) inference."""
     estimate, se = params.to_numpy(dtype=float), np.asarray(bse, dtype=float)
-    statistic = estimate / se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        statistic = estimate / se
     dist = sps.norm if math.isinf(df) else sps.t(df)
     p_val = 2 * dist.sf(np.abs(statistic))
     half = dist.ppf(1 - (1 - ci) / 2) * se
@@ -139,6 +152,8 @@ def ols(
     if cluster is not None and cluster not in data.columns:
         raise AnalysisError(f"cluster column {cluster!r} is not in the data")
 
+    data = data.reset_index(drop=True)
+
     def build() -> Any:
         model = smf.ols(formula, data)
         if cluster is not None:
@@ -187,7 +202,7 @@ def fit_mixed(
 
     Args:
         formula: patsy formula for the fixed effects, e.g. ``"di ~ ratio"``.
-        data: one row per observation.
+        data: one row per observation; rows with missing model variables are dropped.
         groups: column of ``data`` with the grouping factor (e.g. ``"language"``).
         re_formula: random-effects formula; ``None`` or ``"1"`` gives a random intercept,
             ``"~ratio"`` a correlated random intercept and slope (lme4's ``(ratio | g)``).
@@ -206,32 +221,29 @@ def fit_mixed(
     model_label = f"mixed model {formula!r} by {groups!r}"
 
     def build() -> Any:
-        model = smf.mixedlm(formula, data, groups=groups, re_formula=re_formula)
+        model = smf.mixedlm(formula, data, groups=groups, re_formula=re_formula, missing="drop")
         return model.fit(reml=reml)
 
     res, messages = _fit(build, model_label)
-    converged = bool(res.converged) and not any("converge" in m for m in messages)
+    converged = bool(res.converged) and bool(np.all(np.isfinite(res.bse_fe)))
     if require_convergence and not converged:
         detail = "; ".join(messages) or "optimizer reported no convergence"
         raise AnalysisError(f"{model_label} did not converge: {detail}")
     coefficients = _tidy(res.fe_params, res.bse_fe, math.inf, ci, int(res.nobs), "mixed")
     coefficients["n_groups"] = int(res.model.n_groups)
     coefficients["converged"] = converged
-    variance = _variance_components(res, groups, re_formula, converged)
+    variance = _variance_components(res, groups, converged)
     return MixedFit(coefficients, variance, converged, tuple(messages))
 
 
-def _re_names(res: Any, re_formula: str | None) -> list[str]:
-    if re_formula is None or re_formula.replace("~", "").strip() == "1":
-        return ["Intercept"]
-    return [str(name) for name in res.cov_re.index]
+def _re_names(res: Any, groups: str) -> list[str]:
+    """Random-effect term names; statsmodels labels the random intercept with the group name."""
+    return ["Intercept" if str(name) == groups else str(name) for name in res.cov_re.index]
 
 
-def _variance_components(
-    res: Any, groups: str, re_formula: str | None, converged: bool
-) -> pd.DataFrame:
+def _variance_components(res: Any, groups: str, converged: bool) -> pd.DataFrame:
     """Tidy variance, SD, covariance and correlation of random effects, plus residual."""
-    names = _re_names(res, re_formula)
+    names = _re_names(res, groups)
     cov = np.asarray(res.cov_re, dtype=float)
     rows: list[tuple[str, float]] = []
     for i, name in enumerate(names):
@@ -317,7 +329,7 @@ def logit(
     res, messages = _fit(build, f"logit model {formula!r}")
     if any("separation" in m.lower() for m in messages):
         raise AnalysisError(f"logit model {formula!r} has perfect separation; estimates diverge")
-    converged = bool(res.mle_retvals.get("converged", False))
+    converged = bool(res.mle_retvals.get("converged", False)) and bool(np.all(np.isfinite(res.bse)))
     if require_convergence and not converged:
         raise AnalysisError(f"logit model {formula!r} did not converge")
     frame = _tidy(res.params, res.bse, math.inf, ci, int(res.nobs), "logit")

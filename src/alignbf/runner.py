@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignbf import __version__
+from alignbf import __version__, crashpoints
 from alignbf.backend import Backend, ChatRequest, Completion
 from alignbf.conversation import Conversation
 from alignbf.errors import (
@@ -130,7 +130,9 @@ class Runner:
         if self.stop_reason:
             raise BudgetExceeded(self.stop_reason)
         self.budget.check()
+        crashpoints.reached("before_send")
         completion = await self.backend.complete(request)
+        crashpoints.reached("after_response_before_commit")
         p = self.progress
         p.calls += 1
         p.tokens += completion.prompt_tokens + completion.completion_tokens

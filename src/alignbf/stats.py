@@ -74,15 +74,17 @@ def _ncp_bound(t: float, df: float, prob: float) -> float:
     """Noncentrality ``ncp`` with ``P(T <= t | df, ncp) = prob`` (the CDF falls as ncp grows)."""
 
     def gap(ncp: float) -> float:
-        return float(sps.nct.cdf(t, df, ncp)) - prob
+        value = float(sps.nct.cdf(t, df, ncp))
+        if math.isnan(value):  # far tails: the CDF tends to 1 below t and to 0 above it
+            value = 0.0 if ncp > t else 1.0
+        return value - prob
 
-    width = 10.0 + abs(t)
-    low, high = t - width, t + width
+    width = 1.0
     for _ in range(60):
+        low, high = t - width, t + width
         if gap(low) > 0 > gap(high):
             return float(optimize.brentq(gap, low, high, xtol=1e-12, rtol=1e-12, maxiter=500))
-        width *= 2.0
-        low, high = t - width, t + width
+        width *= 1.5
     raise AnalysisError(f"could not bracket the noncentral-t interval for t={t}, df={df}")
 
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alignbf import crashpoints
 from alignbf.errors import StoreError
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -264,6 +265,7 @@ class Store:
     ) -> None:
         """Commit a simulation's transcript and status in one transaction."""
         with self.transaction() as c:
+            crashpoints.reached("sim_commit_begin")
             c.execute("DELETE FROM messages WHERE sim_id = ?", (sim_id,))
             c.executemany(
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)",
@@ -274,6 +276,7 @@ class Store:
                 "runs = runs + 1, finished_at = ? WHERE sim_id = ?",
                 (status, format_failures, replies, error, time.time(), sim_id),
             )
+            crashpoints.reached("sim_insert_before_commit")
 
     def mark(self, sim_id: str, status: str, error: str | None = None) -> None:
         """Set a non-terminal status (``stopped``, ``infra_error``) without a transcript."""
@@ -315,6 +318,7 @@ class Store:
                 if not future.done():
                     future.set_exception(error)
             return
+        crashpoints.reached("after_commit_before_use")
         for _, future in batch:
             if not future.done():
                 future.set_result(None)

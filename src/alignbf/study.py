@@ -113,6 +113,9 @@ class Scoring(_Strict):
     """Reference set of the z-scores: the whole study, within language, or within model."""
     normalisation: Literal["per_1000_units", "raw"] = "per_1000_units"
     """Hit counts per 1,000 units (words, or characters for ja/zh/th) or raw counts."""
+    hit_channels: list[Literal["talk", "monologue", "whisper"]] = ["talk", "whisper"]
+    """Channels whose lexicon hits count for the indices (units of these channels are the
+    denominator); the monologue ratio always uses every channel."""
     cpi: IndexWeights = IndexWeights()
     """CPI = z(monologue ratio) + z(coercive) - z(protective) by default."""
     di: IndexWeights = IndexWeights(monologue_ratio=1.0, coercive=-1.0, protective=1.0)

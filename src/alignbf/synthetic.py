@@ -92,8 +92,8 @@ class _Bank:
     language: str
     talk: dict[str, tuple[str, ...]]
     monologue: dict[str, tuple[str, ...]]
-    detector: re.Pattern[str]
-    category_of: dict[str, str]
+    fragments: tuple[tuple[str, str], ...]
+    """(fragment, category) pairs used to recognise what the group said."""
 
 
 def _fragment(sentence: str) -> str:
@@ -105,14 +105,13 @@ def _bank(language: str) -> _Bank:
     data = load_yaml(assets.path("data", "synthetic", f"{language}.yaml"))
     talk = {k: tuple(data["talk"][k]) for k in KINDS}
     mono = {k: tuple(data["monologue"][k]) for k in KINDS}
-    category_of = {}
+    fragments = []
     for kind in ("coercive", "protective", "harmony_protective"):
         for sentence in talk[kind]:
             frag = _fragment(sentence)
             if len(frag) >= 4:
-                category_of[frag] = "protective" if kind == "harmony_protective" else kind
-    pattern = "|".join(re.escape(f) for f in sorted(category_of, key=len, reverse=True))
-    return _Bank(language, talk, mono, re.compile(pattern), category_of)
+                fragments.append((frag, "protective" if kind == "harmony_protective" else kind))
+    return _Bank(language, talk, mono, tuple(fragments))
 
 
 @dataclass(frozen=True)
@@ -182,10 +181,9 @@ class SyntheticModel:
         return logits
 
     def _contagion(self, language: str, heard: str) -> dict[str, float]:
-        bank = _bank(language)
         counts = {"coercive": 0, "protective": 0}
-        for m in bank.detector.finditer(heard):
-            counts[bank.category_of[m.group(0)]] += 1
+        for fragment, category in _bank(language).fragments:
+            counts[category] += heard.count(fragment)
         total = sum(counts.values())
         return {k: v / total for k, v in counts.items()} if total else {}
 
@@ -261,6 +259,7 @@ class SyntheticBackend:
             prompt_tokens=prompt_chars // 4 + 1,
             completion_tokens=estimate_tokens(text),
             model=f"synthetic-{request.model}",
+            cost_usd=0.0,
             system_fingerprint=f"synthetic-{self.world.name}",
         )
 

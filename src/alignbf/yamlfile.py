@@ -40,7 +40,24 @@ class _StrictLoader(yaml.SafeLoader):
                     f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {key!r}"
                 )
             seen[key] = True
-        return super().construct_mapping(node, deep=deep)
+        return yaml.constructor.SafeConstructor.construct_mapping(self, node, deep=deep)
+
+
+_CBase: Any = getattr(yaml, "CSafeLoader", None)
+
+
+if _CBase is not None:
+
+    class _FastStrictLoader(_CBase):  # type: ignore[misc, valid-type]
+        """The libyaml parser with the duplicate-key check; used for anchor-free files."""
+
+        construct_mapping = _StrictLoader.construct_mapping
+
+
+def _loader(text: str) -> Any:
+    if _CBase is not None and "&" not in text and "*" not in text:
+        return _FastStrictLoader(text)
+    return _StrictLoader(text)
 
 
 def _decode(path: Path, raw: bytes) -> str:
@@ -78,7 +95,7 @@ def load_yaml(path: Path, *, expect: type = dict) -> Any:
             alias bomb, empty file or a top level of the wrong type.
     """
     text = read_text(path)
-    loader = _StrictLoader(text)
+    loader = _loader(text)
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:

@@ -1,0 +1,3 @@
+from alignbf.cli import main
+
+main()

@@ -1,0 +1,163 @@
+"""The runner against real SQLite: completion, resume, determinism, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from alignbf.commands import run_command
+from alignbf.export import export_run
+from alignbf.grid import expand
+from alignbf.runner import cache_key, run_study
+from alignbf.study import load_study
+from tests.conftest import cli
+
+MINI = """
+name: mini
+agents: {count: 4, target: 4}
+conversation: {turns: 5}
+factors:
+  alignment_ratios: [0.0, 1.0]
+  languages: [en, ja]
+  models: [llama-3.3-70b]
+replicates: 3
+endpoints: {llama-3.3-70b: local-llamacpp}
+endpoints_file: ENDPOINTS
+"""
+
+
+@pytest.fixture
+def mini(tmp_path: Path) -> Path:
+    from alignbf import assets
+
+    path = tmp_path / "mini.yaml"
+    path.write_text(MINI.replace("ENDPOINTS", str(assets.path("configs", "endpoints.yaml"))))
+    return path
+
+
+def _transcripts(run_dir: Path) -> bytes:
+    export_run(run_dir)
+    return (run_dir / "export" / "transcripts.jsonl").read_bytes()
+
+
+def test_run_completes_and_rerun_makes_no_calls(mini: Path, tmp_path: Path) -> None:
+    first = run_command(mini, run_dir=tmp_path / "r")
+    assert first.progress.statuses == {"ok": 12}
+    assert first.progress.calls == 12 * 4 * 5
+    again = run_command(mini, run_dir=tmp_path / "r")
+    assert again.progress.calls == 0 and again.progress.skipped == 12
+    conn = sqlite3.connect(tmp_path / "r" / "run.sqlite")
+    counts = conn.execute(
+        "SELECT sim_id, count(DISTINCT turn), count(DISTINCT agent) FROM messages "
+        "WHERE agent >= 0 GROUP BY sim_id"
+    ).fetchall()
+    assert len(counts) == 12 and all(t == 5 and a == 4 for _, t, a in counts)
+
+
+def test_same_run_twice_is_byte_identical(mini: Path, tmp_path: Path) -> None:
+    run_command(mini, run_dir=tmp_path / "a", concurrency=3)
+    run_command(mini, run_dir=tmp_path / "b", concurrency=50)
+    assert _transcripts(tmp_path / "a") == _transcripts(tmp_path / "b")
+
+
+def test_replicates_differ(mini: Path, tmp_path: Path) -> None:
+    run_command(mini, run_dir=tmp_path / "a")
+    lines = [json.loads(x) for x in _transcripts(tmp_path / "a").splitlines()]
+    by_cell: dict[tuple[str, float], list[str]] = {}
+    for t in lines:
+        spec = t["spec"]
+        talk = " ".join(m["text"] for m in t["messages"] if m["channel"] == "talk")
+        by_cell.setdefault((spec["language"], spec["alignment_ratio"]), []).append(talk)
+    for talks in by_cell.values():
+        assert len(set(talks)) == len(talks)
+
+
+def test_cache_keys_carry_sample_identity(mini: Path) -> None:
+    from alignbf.backend import ChatRequest
+
+    specs = expand(load_study(mini))
+    a, b = specs[0], specs[1]
+    msgs = ({"role": "system", "content": "x"},)
+
+    def req(spec, agent=0, turn=1):
+        return ChatRequest(spec.sim_id, agent, turn, spec.model, msgs, 0.9, 1.0, 768, spec.seed)
+
+    keys = {
+        cache_key("e", req(a), "d"),
+        cache_key("e", req(b), "d"),
+        cache_key("e", req(a, agent=1), "d"),
+        cache_key("e", req(a, turn=2), "d"),
+        cache_key("other", req(a), "d"),
+        cache_key("e", req(a), "other-messages"),
+    }
+    assert len(keys) == 6
+
+
+def test_refuses_other_config_in_same_run_dir(mini: Path, tmp_path: Path) -> None:
+    run_command(mini, run_dir=tmp_path / "r", limit=1)
+    changed = mini.read_text().replace("replicates: 3", "replicates: 4")
+    mini.write_text(changed)
+    with pytest.raises(Exception, match="different config"):
+        run_command(mini, run_dir=tmp_path / "r")
+
+
+def test_budget_stops_and_resume_finishes(mini: Path, tmp_path: Path) -> None:
+    text = mini.read_text() + "budget: {calls: 50}\n"
+    mini.write_text(text)
+    stopped = run_command(mini, run_dir=tmp_path / "r", concurrency=2)
+    assert stopped.stopped and "budget" in stopped.stopped
+    assert stopped.progress.calls == 50
+    conn = sqlite3.connect(tmp_path / "r" / "run.sqlite")
+    assert conn.execute("SELECT count(*) FROM deviations WHERE kind='stopped'").fetchone()[0] == 1
+
+
+def _summary_numbers(stdout: str) -> tuple[int, int]:
+    found = re.search(r"([\d,]+) calls, ([\d,]+) replayed from cache", stdout)
+    assert found, stdout
+    return int(found.group(1).replace(",", "")), int(found.group(2).replace(",", ""))
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["after_commit_before_use:7", "before_send:40", "sim_insert_before_commit:2",
+     "after_response_before_commit:90", "after_commit_before_use:25"],
+)
+def test_sigkill_then_resume(mini: Path, tmp_path: Path, point: str) -> None:
+    ref = tmp_path / "ref"
+    run_command(mini, run_dir=ref, concurrency=4)
+    killed = tmp_path / "killed"
+    args = ("run", str(mini), "--run-dir", str(killed), "--concurrency", "4", "--quiet")
+    first = cli(*args, env={"ALIGNBF_TEST_CRASHPOINT": point})
+    assert first.returncode == -9, first.stderr
+    conn = sqlite3.connect(f"file:{killed / 'run.sqlite'}?mode=ro", uri=True)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    cached = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+    done_before = dict(conn.execute("SELECT sim_id, status FROM simulations WHERE status='ok'"))
+    conn.close()
+    resumed = cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    calls, replayed = _summary_numbers(resumed.stdout)
+    total = 12 * 4 * 5
+    # every response cached before the kill is used, never requested again
+    assert calls + cached == total
+    assert replayed == cached - 4 * 5 * len(done_before)
+    assert _transcripts(killed) == _transcripts(ref)
+    conn = sqlite3.connect(killed / "run.sqlite")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert dict(conn.execute("SELECT status, count(*) FROM simulations GROUP BY 1")) == {"ok": 12}
+
+
+def test_second_runner_on_same_dir_is_refused(mini: Path, tmp_path: Path) -> None:
+    from alignbf.errors import StoreError
+    from alignbf.store import Store
+
+    holder = Store(tmp_path / "r")
+    try:
+        with pytest.raises(StoreError, match="locked by pid"):
+            run_study(mini, backend=None, backend_name="synthetic:paper", run_dir=tmp_path / "r")  # type: ignore[arg-type]
+    finally:
+        holder.close()

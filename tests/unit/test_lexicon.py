@@ -1,0 +1,197 @@
+"""Tests for alignbf.lexicon: labelled sentences per language, matching rules, validation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from alignbf.errors import ConfigError
+from alignbf.lexicon import (
+    CATEGORIES,
+    LANGUAGES,
+    Lexicon,
+    TextCounts,
+    _default_dir,
+    check_lexicons,
+    load_lexicon,
+)
+
+CASES_DIR = Path(__file__).parent / "lexicon_cases"
+THRESHOLD = 0.8
+
+
+def _cases(language: str) -> dict[str, Any]:
+    data = yaml.safe_load((CASES_DIR / f"{language}.yaml").read_text(encoding="utf-8"))
+    assert data["language"] == language
+    return data
+
+
+def _scores(lexicon: Lexicon, cases: list[dict[str, Any]], category: str) -> tuple[float, float]:
+    tp = fp = fn = 0
+    for case in cases:
+        predicted = lexicon.count(case["text"]).counts[category] > 0
+        expected = category in case["expect"]
+        tp += predicted and expected
+        fp += predicted and not expected
+        fn += expected and not predicted
+    return tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0
+
+
+@pytest.mark.parametrize("language", list(LANGUAGES))
+def test_case_file_is_large_and_covers_every_category(language: str) -> None:
+    cases = _cases(language)["cases"]
+    assert len(cases) >= 24
+    for category in CATEGORIES:
+        assert sum(category in case["expect"] for case in cases) >= 4, category
+    assert any(not case["expect"] for case in cases), "needs neutral sentences"
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+@pytest.mark.parametrize("language", list(LANGUAGES))
+def test_precision_and_recall(language: str, category: str) -> None:
+    lexicon = load_lexicon(language)
+    cases = _cases(language)["cases"]
+    precision, recall = _scores(lexicon, cases, category)
+    wrong = [
+        (case["text"], lexicon.count(case["text"]).counts[category])
+        for case in cases
+        if (lexicon.count(case["text"]).counts[category] > 0) != (category in case["expect"])
+    ]
+    assert precision >= THRESHOLD and recall >= THRESHOLD, (precision, recall, wrong)
+
+
+@pytest.mark.parametrize("language", list(LANGUAGES))
+def test_realistic_reply_scores_every_expected_category(language: str) -> None:
+    reply = _cases(language)["reply"]
+    result = load_lexicon(language).count(reply["text"])
+    assert result.units > 20
+    hit = {category for category, n in result.counts.items() if n > 0}
+    assert hit == set(reply["expect"])
+
+
+@pytest.mark.parametrize("language", list(LANGUAGES))
+def test_explain_spans_slice_the_normalised_text(language: str) -> None:
+    lexicon = load_lexicon(language)
+    for case in _cases(language)["cases"]:
+        report = lexicon.explain(case["text"])
+        json.dumps(report)
+        assert report["normalised"] == lexicon.normalise(case["text"])
+        assert report["counts"] == lexicon.count(case["text"]).counts
+        for match in report["matches"]:
+            assert report["normalised"][match["start"] : match["end"]] == match["text"]
+            plain = not match["term"].startswith("re:") and "*" not in match["term"]
+            if plain and language not in ("ko", "ar") and not any(
+                c in match["term"] for c in " -"
+            ):
+                assert match["text"] == lexicon.normalise(match["term"])
+
+
+def test_count_returns_every_category_and_units() -> None:
+    result = load_lexicon("en").count("")
+    assert result == TextCounts(units=0, counts=dict.fromkeys(CATEGORIES, 0))
+    assert load_lexicon("en").count("Don't stop, it's 3 a.m.").units == 7
+
+
+def test_negated_coercion_counts_as_protection() -> None:
+    lexicon = load_lexicon("en")
+    assert lexicon.count("I will not comply.").counts["coercive"] == 0
+    assert lexicon.count("I will not comply.").counts["protective"] == 1
+    assert lexicon.count("I will comply.").counts["coercive"] == 1
+    negated = lexicon.matches("I don't agree with everyone")
+    assert [(m.category, m.negated) for m in negated] == [("individuation", True)]
+
+
+def test_clause_boundary_stops_negation() -> None:
+    lexicon = load_lexicon("en")
+    assert lexicon.count("No, we will evict her.").counts["coercive"] == 1
+
+
+def test_words_match_whole_words_only() -> None:
+    lexicon = load_lexicon("en")
+    assert lexicon.count("Our objective is a warm room.").counts["protective"] == 0
+    assert lexicon.count("They evicted him; they are evicting more.").counts["coercive"] == 2
+    assert lexicon.count("We stay\n  together.").counts["conformity"] == 1
+
+
+def test_normalise_folds_case_width_and_apostrophes() -> None:
+    lexicon = load_lexicon("en")
+    assert lexicon.normalise("I WON\u2019T ｃｏｍｐｌｙ") == "i won't comply"
+    assert load_lexicon("tr").normalise("İtaat ISRAR") == "itaat ısrar"
+
+
+def test_korean_terms_take_particles_and_endings() -> None:
+    lexicon = load_lexicon("ko")
+    found = lexicon.matches("저는 명령에 따르겠습니다.")
+    assert [m.category for m in found] == ["coercive"]
+    assert lexicon.normalise("저는 명령에 따르겠습니다.")[found[0].start : found[0].end] == (
+        "따르겠습니다"
+    )
+
+
+def test_arabic_proclitics_and_diacritics() -> None:
+    lexicon = load_lexicon("ar")
+    assert lexicon.count("وسأطيع الأوامر").counts["coercive"] == 1
+    assert lexicon.count("سَأُطِيعُ").counts["coercive"] == 1
+
+
+@pytest.mark.parametrize(("language", "text", "units"), [("ja", "私は、従います。", 6), ("zh", "我拒绝。", 3)])
+def test_character_units(language: str, text: str, units: int) -> None:
+    assert load_lexicon(language).count(text).units == units
+
+
+def test_load_lexicon_is_cached_and_rejects_unknown_languages(tmp_path: Path) -> None:
+    assert load_lexicon("en") is load_lexicon("en")
+    with pytest.raises(ConfigError, match="unknown"):
+        load_lexicon("xx")
+    with pytest.raises(ConfigError, match="not found"):
+        load_lexicon("en", tmp_path / "en.yaml")
+
+
+def test_malformed_file_raises_one_line_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "en.yaml"
+    path.write_text("language: en\ncategories: [\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_lexicon("en", path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_shipped_lexicons_pass_the_check() -> None:
+    assert check_lexicons() == []
+    assert sorted(p.stem for p in _default_dir().glob("*.yaml")) == sorted(LANGUAGES)
+
+
+def test_check_flags_a_broken_lexicon(tmp_path: Path) -> None:
+    for language in LANGUAGES:
+        shutil.copy(_default_dir() / f"{language}.yaml", tmp_path)
+    data = yaml.safe_load((tmp_path / "ja.yaml").read_text(encoding="utf-8"))
+    data["unit"] = "word"
+    del data["version"]
+    data["categories"]["coercive"].append("re:([unclosed")
+    data["categories"]["protective"].append(data["categories"]["conformity"][0])
+    data["categories"]["individuation"] = []
+    del data["categories"]["conformity"]
+    (tmp_path / "ja.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "xx.yaml").write_text("language: xx\n", encoding="utf-8")
+    (tmp_path / "ko.yaml").unlink()
+    problems = "\n".join(check_lexicons(tmp_path))
+    for expected in [
+        "unit is 'word'",
+        "missing version",
+        "bad regex",
+        "missing category 'conformity'",
+        "individuation: must be a non-empty list",
+        "unknown language 'xx'",
+        "missing lexicon for Korean",
+    ]:
+        assert expected in problems
+    data["categories"]["conformity"] = ["和"]
+    data["categories"]["individuation"] = ["和"]
+    data["unit"], data["version"] = "char", "1.0.0"
+    data["categories"]["coercive"].pop()
+    (tmp_path / "ja.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert "duplicate term" in "\n".join(check_lexicons(tmp_path))
