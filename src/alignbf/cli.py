@@ -63,6 +63,9 @@ def run(
     base_url: Annotated[
         str | None, typer.Option(help="Send every model to this OpenAI-compatible server.")
     ] = None,
+    deviation: Annotated[
+        str | None, typer.Option(help="Run a locked study that differs from its lock; the reason.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Run (or resume) a study; re-running the same command resumes where it stopped."""
@@ -79,6 +82,7 @@ def run(
             shard=shard,
             concurrency=concurrency,
             base_url=base_url,
+            deviation=deviation,
             on_progress=on_progress,
         )
     render_run(result)
@@ -114,12 +118,102 @@ def export(
 
 
 @app.command()
+def merge(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Shard run directories of one study.")],
+    into: Annotated[Path, typer.Option(help="The merged run directory.")],
+) -> None:
+    """Combine shard runs (from --shard K/N) of one study into one run directory."""
+    from alignbf.merge import merge_runs
+
+    total = merge_runs(run_dirs, into)
+    typer.echo(f"{into}: {total} simulations from {len(run_dirs)} run(s)")
+
+
+@app.command()
 def init(directory: Annotated[Path, typer.Argument(help="A new directory.")]) -> None:
     """Copy the built-in configs, data and preregistrations into DIRECTORY to edit."""
     from alignbf.assets import init_project
 
     for path in init_project(directory):
         typer.echo(f"wrote {path}/")
+
+
+@app.command()
+def score(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Score stored transcripts (no model is called): per-simulation and per-agent tables."""
+    from alignbf.scoring import score_run
+
+    result = score_run(run_dir)
+    sims, agents = result.simulations, result.agents
+    typer.echo(f"scored {len(sims)} simulations and {len(agents)} agents (z-scope {sims['z_scope'].iloc[0]})")
+    for path in result.paths:
+        typer.echo(str(path))
+
+
+lexicon_app = typer.Typer(help="Inspect and check the scoring lexicons.", no_args_is_help=True)
+app.add_typer(lexicon_app, name="lexicon")
+
+
+@lexicon_app.command("explain")
+def lexicon_explain(
+    text: Annotated[str, typer.Argument(help="The text to score.")],
+    lang: Annotated[str, typer.Option("--lang", help="Language code, e.g. ja.")] = "en",
+    as_json: AsJson = False,
+) -> None:
+    """Show the units counted and every lexicon match (category, term, span) in TEXT."""
+    from alignbf.lexicon import load_lexicon
+
+    result = load_lexicon(lang).explain(text)
+    if as_json:
+        _echo_json(result)
+        return
+    typer.echo(f"{result['language']} lexicon {result['version']}: {result['units']} {result['unit']}s")
+    for m in result["matches"]:
+        typer.echo(f"  {m['category']:<14} {m['text']!r} at {m['start']}-{m['end']} (term {m['term']!r})")
+    typer.echo("counts: " + ", ".join(f"{k} {v}" for k, v in result["counts"].items()))
+
+
+@lexicon_app.command("check")
+def lexicon_check() -> None:
+    """Validate every lexicon file; exit 1 listing the problems."""
+    from alignbf.lexicon import check_lexicons
+
+    problems = check_lexicons()
+    for line in problems:
+        typer.echo(line)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo("all lexicons ok")
+
+
+prereg_app = typer.Typer(help="Lock a study's preregistration and verify it.", no_args_is_help=True)
+app.add_typer(prereg_app, name="prereg")
+
+
+@prereg_app.command("lock")
+def prereg_lock(config: Config) -> None:
+    """Hash everything that defines the study into a lock file beside its preregistration."""
+    from alignbf.prereg import read_lock, write_lock
+
+    path = write_lock(config)
+    lock = read_lock(path)
+    typer.echo(f"locked {lock.study}: {len(lock.items)} items, root {lock.root[:16]} -> {path}")
+
+
+@prereg_app.command("verify")
+def prereg_verify(config: Config) -> None:
+    """List every difference between the study and its lock (exit 1 if any)."""
+    from alignbf.prereg import verify
+
+    result = verify(config)
+    if result.locked is None:
+        typer.echo(f"not locked (no {result.lock_file}); run `alignbf prereg lock`")
+        raise typer.Exit(1)
+    for line in result.differences:
+        typer.echo(line)
+    if result.differences:
+        raise typer.Exit(1)
+    typer.echo(f"{result.lock_file}: matches (root {result.locked.root[:16]})")
 
 
 def main() -> None:

@@ -64,9 +64,13 @@ def run_command(
     shard: str | None = None,
     concurrency: int = 64,
     base_url: str | None = None,
+    deviation: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> RunResult:
-    """Build the backend and run (or resume) the study."""
+    """Check the preregistration lock, build the backend and run (or resume) the study."""
+    from alignbf.prereg import gate
+
+    salt, deviations = gate(config, deviation)
     instance, name, extra = make_backend(config, backend, world, base_url)
     return run_study(
         config,
@@ -78,4 +82,6 @@ def run_command(
         limit=limit,
         manifest_extra=extra,
         on_progress=on_progress,
+        seed_salt=salt,
+        deviations=deviations,
     )

@@ -90,7 +90,7 @@ class Interaction(_Strict):
     """Grouping column; the estimate is the SD of the per-group slopes."""
 
 
-class _PerGroup(_Strict):
+class PerGroup(_Strict):
     factor: str = "alignment_ratio"
     """Predictor of the per-group effect."""
     effect: Literal["slope", "g"] = "slope"
@@ -103,7 +103,7 @@ class _PerGroup(_Strict):
     """Grouping column."""
 
 
-class CountLanguages(_PerGroup):
+class CountLanguages(PerGroup):
     type: Literal["count_languages"]
     criterion: Literal["positive", "significant_positive"] = "positive"
     """What counts: a positive effect, or a positive effect with p below ``alpha_each``."""
@@ -115,7 +115,7 @@ class CountLanguages(_PerGroup):
     """Alternative of the binomial test."""
 
 
-class Correlation(_PerGroup):
+class Correlation(PerGroup):
     type: Literal["correlation"]
     attribute: str
     """Language attribute from data/languages.yaml correlated with the effect (e.g. pdi)."""
@@ -208,10 +208,14 @@ class Hypothesis(_Strict):
     def _check(self) -> Hypothesis:
         if self.expected in ("not_positive", "equivalent") and self.equivalence_bound is None:
             raise ValueError(f"expected = {self.expected} needs an equivalence_bound")
+        formula = getattr(self.estimator, "formula", None)
+        if formula is not None and formula.split("~")[0].strip() != self.outcome:
+            raise ValueError(f"the formula {formula!r} does not model outcome {self.outcome!r}")
         return self
 
-    def decide(self, estimate: float, ci_low: float, ci_high: float, p_adj: float,
-               null: float = 0.0) -> str:
+    def decide(
+        self, estimate: float, ci_low: float, ci_high: float, p_adj: float, null: float = 0.0
+    ) -> str:
         """The verdict for these numbers (see the module docstring)."""
         if self.decision == "descriptive":
             return "descriptive"
@@ -330,6 +334,8 @@ def _describe(error: Any) -> str:
     if error["type"] == "missing":
         return f"{where}: required field is missing"
     msg = str(error["msg"]).removeprefix("Value error, ")
+    if not loc:
+        return msg
     shown = error.get("input")
     got = "" if isinstance(shown, (dict, list)) or shown is None else f" (got {shown!r})"
     return f"{where}: {msg}{got}"

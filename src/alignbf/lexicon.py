@@ -43,6 +43,9 @@ Negation: a category hit is *negated* when a ``before`` cue ends at most ``windo
 before it, or an ``after`` cue starts at most ``window`` units after it, with no clause
 boundary in between: ``. , ; : ! ?``, their CJK, Arabic and Devanagari forms, dashes and
 newlines (for Thai also spaces), or a word of the ``breaks`` list ("but", "because").
+``comma_breaks: false`` keeps commas inside the scope, for languages (de, ru) whose
+commas open the infinitive or subordinate clause a refusal governs ("ich weigere mich,
+sie auszuweisen").
 A negated hit counts for the opposite category: coercive <-> protective, conformity <->
 individuation ("I will not comply" is protective, "I don't agree with everyone" is
 individuation, "don't protect her" is coercive). A cue may also be a
@@ -98,7 +101,7 @@ _OPPOSITE = {
     "individuation": "conformity",
 }
 _TOP_KEYS = {"language", "version", "unit", "categories", "negation", "ignore"}
-_NEGATION_KEYS = {"before", "after", "breaks", "window"}
+_NEGATION_KEYS = {"before", "after", "breaks", "window", "comma_breaks"}
 _ARABIC_PROCLITIC = "(?:[وف]?(?:بال|كال|لل|ال|[بكل])|[وف])?"
 _BOUNDARY = ".!?;:,…\n\u2013\u2014\u3001\u3002\u060c\u061b\u061f\u0964\u0965"
 _FOLD = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "\u2010": "-"})
@@ -268,6 +271,8 @@ def _problems(data: Any, language: str | None) -> list[str]:
         for key in ("before", "after", "breaks"):
             if key in negation:
                 problems += _terms_problems(f"negation.{key}", negation[key])
+        if not isinstance(negation.get("comma_breaks", True), bool):
+            problems.append("negation.comma_breaks: must be true or false")
         window = negation.get("window", 3)
         if not isinstance(window, int) or isinstance(window, bool) or window < 0:
             problems.append("negation.window: must be a non-negative integer")
@@ -326,7 +331,10 @@ class Lexicon:
         self.window: int = data.get("negation", {}).get("window", 3)
         self._normalise = _normaliser(self.language)
         self._units = _LETTER if self.unit == "char" else re.compile(_WORD + "+")
-        self._boundaries = frozenset(_BOUNDARY + (" " if self.language == "th" else ""))
+        boundaries = set(_BOUNDARY + (" " if self.language == "th" else ""))
+        if not data.get("negation", {}).get("comma_breaks", True):
+            boundaries -= set(",\u060c\u3001")
+        self._boundaries = frozenset(boundaries)
         entries: dict[str, _Entry] = {}
         for role, term, key in _keyed(data):
             entry = entries.setdefault(key, _Entry(term))

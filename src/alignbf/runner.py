@@ -294,6 +294,8 @@ def run_study(
     limit: int | None = None,
     manifest_extra: dict[str, Any] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    seed_salt: str = "",
+    deviations: list[tuple[str, str]] | None = None,
 ) -> RunResult:
     """Run (or resume) a study into a run directory.
 
@@ -307,15 +309,21 @@ def run_study(
         limit: Run at most this many simulations (after sharding).
         manifest_extra: More facts for ``manifest.json`` (never keys).
         on_progress: Called after each simulation with the counters.
+        seed_salt: The preregistration lock's root hash when the study is locked.
+        deviations: (kind, detail) pairs to record in the run (lock drift, reasons).
     """
     from alignbf.assets import find_config
 
     config_path = find_config(config)
     study = load_study(config_path)
-    specs = select(expand(study), shard_text, limit)
+    specs = select(expand(study, seed_salt=seed_salt), shard_text, limit)
     run_dir = run_dir or default_run_dir(study, backend_name)
-    store = open_run(study, config_path, run_dir, backend_name, manifest_extra or {})
+    extra = {**(manifest_extra or {}), "lock_root": seed_salt or None}
+    store = open_run(study, config_path, run_dir, backend_name, extra)
     try:
+        _check_salt(store, seed_salt)
+        for kind, detail in deviations or []:
+            store.add_deviation(kind, detail)
         store.register(specs)
         runner = Runner(store, backend, study.budget, concurrency, on_progress)
         interrupted = _run_with_signals(runner.run(specs))
@@ -325,6 +333,17 @@ def run_study(
         return RunResult(run_dir, runner.progress, stopped)
     finally:
         store.close()
+
+
+def _check_salt(store: Store, seed_salt: str) -> None:
+    stored = store.get("seed_salt")
+    if stored is None:
+        store.set("seed_salt", seed_salt)
+    elif stored != seed_salt:
+        raise ConfigError(
+            f"{store.dir}: was started under another preregistration lock (seeds differ); "
+            "use a new --run-dir"
+        )
 
 
 def _run_with_signals(coro: Any) -> bool:

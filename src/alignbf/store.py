@@ -223,8 +223,13 @@ class Store:
             c.execute("INSERT OR REPLACE INTO run VALUES (?, ?)", (key, value))
 
     def add_deviation(self, kind: str, detail: str) -> None:
-        """Record a deviation from the plan, with a timestamp."""
+        """Record a deviation from the plan, with a timestamp (once per kind and detail)."""
         with self.transaction() as c:
+            seen = c.execute(
+                "SELECT 1 FROM deviations WHERE kind = ? AND detail = ?", (kind, detail)
+            ).fetchone()
+            if seen:
+                return
             c.execute(
                 "INSERT INTO deviations (at, kind, detail) VALUES (?, ?, ?)",
                 (time.time(), kind, detail),

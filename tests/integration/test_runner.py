@@ -161,3 +161,26 @@ def test_second_runner_on_same_dir_is_refused(mini: Path, tmp_path: Path) -> Non
             run_study(mini, backend=None, backend_name="synthetic:paper", run_dir=tmp_path / "r")  # type: ignore[arg-type]
     finally:
         holder.close()
+
+
+def test_shards_merge_into_the_unsharded_run(mini: Path, tmp_path: Path) -> None:
+    from alignbf.merge import merge_runs
+
+    run_command(mini, run_dir=tmp_path / "whole")
+    for k in (1, 2):
+        run_command(mini, run_dir=tmp_path / f"s{k}", shard=f"{k}/2")
+    total = merge_runs([tmp_path / "s1", tmp_path / "s2"], tmp_path / "merged")
+    assert total == 12
+    assert _transcripts(tmp_path / "merged") == _transcripts(tmp_path / "whole")
+
+
+def test_merge_refuses_different_studies(mini: Path, tmp_path: Path) -> None:
+    from alignbf.errors import ConfigError
+    from alignbf.merge import merge_runs
+
+    run_command(mini, run_dir=tmp_path / "a", limit=1)
+    other = tmp_path / "other.yaml"
+    other.write_text(mini.read_text().replace("name: mini", "name: other"))
+    run_command(other, run_dir=tmp_path / "b", limit=1)
+    with pytest.raises(ConfigError, match="only shards of one study"):
+        merge_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "m")

@@ -1,0 +1,116 @@
+"""Display views of the analysis frames, shared by the terminal, Markdown and HTML.
+
+The analysis frames keep full precision; these views format numbers for reading
+(three decimals, p-values as ``< .0001`` below that) and pick the columns a reader needs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from alignbf.attrition import EXCLUDED
+
+VERDICT_STYLE = {
+    "supported": "green",
+    "not_supported": "red",
+    "inconclusive": "yellow",
+    "descriptive": "cyan",
+}
+
+
+def fmt(value: Any) -> str:
+    """A cell as text: floats with three decimals (or thousands), NaN as ``–``."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value).lower()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        if math.isinf(value):
+            return "∞" if value > 0 else "-∞"
+        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.3f}"
+    return str(value)
+
+
+def fmt_p(p: float) -> str:
+    """A p-value: ``< .0001`` below 1e-4, four decimals otherwise, ``–`` when missing."""
+    if not isinstance(p, float) or math.isnan(p):
+        return "–"
+    return "< .0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def estimate_ci(row: Any) -> str:
+    """``estimate [ci_low, ci_high]`` (the CI omitted when missing)."""
+    text = fmt(float(row.estimate))
+    if not (math.isnan(row.ci_low) and math.isnan(row.ci_high)):
+        text += f" [{fmt(float(row.ci_low))}, {fmt(float(row.ci_high))}]"
+    return text
+
+
+def verdict_view(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The verdict table for reading.
+
+    Returns:
+        One row per hypothesis with the text columns ``id``, ``statement``, ``expected``,
+        ``estimate [CI]``, ``p``, ``p_adj``, ``verdict``, ``paper`` (the reference).
+    """
+    rows = [
+        {
+            "id": r.id,
+            "statement": r.statement + (" (exploratory)" if r.exploratory else ""),
+            "expected": r.expected,
+            "estimate [CI]": f"{r.estimator}: {estimate_ci(r)}",
+            "p": fmt_p(r.p_val),
+            "p_adj": fmt_p(r.p_adj),
+            "verdict": r.verdict,
+            "paper": r.reference,
+        }
+        for r in verdicts.itertuples()
+    ]
+    return pd.DataFrame(rows, columns=["id", "statement", "expected", "estimate [CI]", "p",
+                                       "p_adj", "verdict", "paper"])  # fmt: skip
+
+
+def attrition_view(attrition: pd.DataFrame, max_rows: int | None = None) -> pd.DataFrame:
+    """The attrition table for reading, collapsed to one row per language when long.
+
+    Args:
+        attrition: The frame from :func:`alignbf.attrition.attrition`.
+        max_rows: Collapse cells to languages (per source and model) above this many rows.
+
+    Returns:
+        Text columns ``source``, ``language``, ``alignment``, ``individuation``, ``model``,
+        ``planned``, ``run``, ``ok``, ``analysed``, ``excluded``, the excluded statuses
+        that occur, and ``pending`` / ``not_started`` when any.
+    """
+    frame = attrition.copy()
+    if max_rows is not None and len(frame) > max_rows:
+        counts = [c for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])]
+        frame = frame.groupby(["source", "model", "language"], sort=False)[counts].sum()
+        frame = frame.reset_index().assign(alignment_ratio="all", individuation_ratio="all")
+    frame = frame.rename(
+        columns={"alignment_ratio": "alignment", "individuation_ratio": "individuation"}
+    )
+    keep = ["source", "language", "alignment", "individuation", "model", "planned", "run", "ok",
+            "analysed", "excluded"]  # fmt: skip
+    keep += [c for c in [*EXCLUDED, "pending", "not_started"] if frame[c].sum() > 0]
+    return frame[keep].astype(str)
+
+
+def rich_table(frame: pd.DataFrame, title: str) -> Any:
+    """A rich Table of a text frame; a ``verdict`` column is coloured."""
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for column in frame.columns:
+        table.add_column(str(column), overflow="fold")
+    for row in frame.itertuples(index=False):
+        cells = [fmt(v) for v in row]
+        if "verdict" in frame.columns:
+            i = list(frame.columns).index("verdict")
+            style = VERDICT_STYLE.get(cells[i], "")
+            cells[i] = f"[{style}]{cells[i]}[/]" if style else cells[i]
+        table.add_row(*cells)
+    return table

@@ -1,0 +1,61 @@
+"""CPI and DI against hand computations on a 4-simulation example, for each z-score scope.
+
+Data (rates per 1,000 units):
+    sim  language model  monologue_ratio  coercive  protective
+    s0   en       m1     0.1              1         4
+    s1   en       m2     0.2              3         0
+    s2   ja       m1     0.3              2         2
+    s3   ja       m2     0.4              6         2
+Pooled, sample SD (ddof=1): z_mono = (x - .25)/0.129099 = -1.161895, -0.387298, 0.387298,
+1.161895; z_coer = (x - 3)/2.160247 = -0.925820, 0, -0.462910, 1.388730; z_prot =
+(x - 2)/1.632993 = 1.224745, -1.224745, 0, 0. Within a pair, z = -/+ 1/sqrt(2) = 0.707107;
+a constant pair (ja protective 2, 2) contributes 0.
+"""
+
+import pandas as pd
+import pytest
+
+from alignbf.indices import add_indices
+from alignbf.study import Scoring
+
+FRAME = pd.DataFrame(
+    {
+        "sim_id": ["s0", "s1", "s2", "s3"],
+        "language": ["en", "en", "ja", "ja"],
+        "model": ["m1", "m2", "m1", "m2"],
+        "monologue_ratio": [0.1, 0.2, 0.3, 0.4],
+        "coercive_rate": [1.0, 3.0, 2.0, 6.0],
+        "protective_rate": [4.0, 0.0, 2.0, 2.0],
+    }
+)
+H = 0.707107
+EXPECTED = {
+    # CPI = z_mono + z_coer - z_prot; DI = z_mono + z_prot - z_coer
+    "pooled": (
+        [-1.161895 - 0.925820 - 1.224745, -0.387298 + 0 + 1.224745, 0.387298 - 0.462910, 1.161895 + 1.388730],
+        [-1.161895 + 1.224745 + 0.925820, -0.387298 - 1.224745, 0.387298 + 0.462910, 1.161895 - 1.388730],
+    ),
+    "language": ([-3 * H, 3 * H, -2 * H, 2 * H], [H, -H, 0.0, 0.0]),
+    "model": ([-3 * H, -H, 3 * H, H], [H, -H, -H, H]),
+}
+
+
+@pytest.mark.parametrize("scope", sorted(EXPECTED))
+def test_indices_match_hand_computation(scope: str) -> None:
+    out = add_indices(FRAME, Scoring(zscore_scope=scope))  # type: ignore[arg-type]
+    cpi, di = EXPECTED[scope]
+    assert out["cpi"].tolist() == pytest.approx(cpi, abs=2e-6)
+    assert out["di"].tolist() == pytest.approx(di, abs=2e-6)
+    assert set(out["z_scope"]) == {scope}
+
+
+def test_weights_come_from_config() -> None:
+    scoring = Scoring(cpi={"monologue_ratio": 0.0, "coercive": 2.0, "protective": 0.0})  # type: ignore[arg-type]
+    out = add_indices(FRAME, scoring)
+    assert out["cpi"].tolist() == pytest.approx([2 * -0.925820, 0.0, 2 * -0.462910, 2 * 1.388730], abs=2e-6)
+
+
+def test_raw_normalisation_uses_counts() -> None:
+    frame = FRAME.rename(columns={"coercive_rate": "coercive", "protective_rate": "protective"})
+    out = add_indices(frame, Scoring(normalisation="raw"))
+    assert out["cpi"].tolist() == pytest.approx(EXPECTED["pooled"][0], abs=2e-6)
