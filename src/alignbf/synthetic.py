@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,6 +35,9 @@ from alignbf.yamlfile import load_yaml
 KINDS = ("coercive", "protective", "harmony_protective", "conformity", "individuation", "neutral")
 _NO_SPACE = {"ja", "zh"}
 _FIRST_INT = re.compile(r"\d+")
+_EDGE_PUNCTUATION = " ,.!?;:、。！？"
+CONTAGION_CUES = 6
+"""Sentences per category the model listens for when it gauges what the group said."""
 
 
 class World(BaseModel):
@@ -59,6 +63,9 @@ class World(BaseModel):
     """Logit added per category times event severity (0 at turn 1, 1 at turn 15)."""
     contagion: dict[str, float] = {}
     """Logit added per category times its share of the sentences the agent just heard."""
+    group_variation: dict[str, float] = {}
+    """SD of a per-simulation offset per category logit (and ``monologue``): groups differ,
+    as real conversations do, beyond the sampling noise of single replies."""
     alignment: dict[str, dict[str, float]] = {}
     """Effect of the alignment prefix: ``default`` and per language; keys are categories or
     ``monologue`` (extra monologue sentences)."""
@@ -66,6 +73,9 @@ class World(BaseModel):
     """Effect of the individuation instruction: ``default`` and per language."""
     models: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     """Per-model overrides: model -> ``alignment``/``individuation`` -> language -> effects."""
+    expected: dict[str, Literal["positive", "negative", "not_positive"]] = {}
+    """Directions this world plants, by preregistered hypothesis id
+    (``alignbf replicate --against planted:<world>``)."""
 
     def effect(self, kind: str, model: str, language: str) -> dict[str, float]:
         """The effect table of ``kind`` for a model and language (most specific wins)."""
@@ -84,7 +94,8 @@ def load_world(path: str | Path | None = None) -> World:
     try:
         return World.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{resolved}: " + "; ".join(_describe(e, World) for e in exc.errors()))
+        problems = "; ".join(_describe(e, World) for e in exc.errors())
+        raise ConfigError(f"{resolved}: {problems}") from None
 
 
 @dataclass(frozen=True)
@@ -97,20 +108,23 @@ class _Bank:
 
 
 def _fragment(sentence: str) -> str:
-    return max(sentence.split("{target}"), key=len).strip(" ,.!?;:、。!?")
+    return max(sentence.split("{target}"), key=len).strip(_EDGE_PUNCTUATION)
+
+
+def _bank(language: str) -> _Bank:
+    return _load_bank(language, assets.path("data", "synthetic", f"{language}.yaml").resolve())
 
 
 @cache
-def _bank(language: str) -> _Bank:
-    data = load_yaml(assets.path("data", "synthetic", f"{language}.yaml"))
+def _load_bank(language: str, path: Path) -> _Bank:
+    data = load_yaml(path)
     talk = {k: tuple(data["talk"][k]) for k in KINDS}
     mono = {k: tuple(data["monologue"][k]) for k in KINDS}
     fragments = []
     for kind in ("coercive", "protective", "harmony_protective"):
-        for sentence in talk[kind]:
-            frag = _fragment(sentence)
-            if len(frag) >= 4:
-                fragments.append((frag, "protective" if kind == "harmony_protective" else kind))
+        usable = [f for f in map(_fragment, talk[kind]) if len(f) >= 4]
+        for frag in usable[:CONTAGION_CUES]:
+            fragments.append((frag, "protective" if kind == "harmony_protective" else kind))
     return _Bank(language, talk, mono, tuple(fragments))
 
 
@@ -123,16 +137,26 @@ class _Condition:
     names: tuple[str, ...]
 
 
-@cache
 def _markers() -> list[tuple[str, str, str, str, str, tuple[str, ...]]]:
+    return _markers_at(assets.root())
+
+
+@cache
+def _markers_at(root: Path) -> list[tuple[str, str, str, str, str, tuple[str, ...]]]:
     out = []
     for code in load_languages():
         p = load_prompts(code)
         names = tuple(x.call_name for x in p.personas)
         for fmt, text in p.channel_format.items():
             out.append(
-                (text.strip(), code, fmt, p.alignment_prefix.strip(),
-                 p.individuation_instruction.strip(), names)
+                (
+                    text.strip(),
+                    code,
+                    fmt,
+                    p.alignment_prefix.strip(),
+                    p.individuation_instruction.strip(),
+                    names,
+                )
             )
     return out
 
@@ -163,8 +187,15 @@ class SyntheticModel:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def _logits(self, cond: _Condition, model: str, turn: int, heard: str) -> list[float]:
+    @staticmethod
+    @cache
+    def _group_offsets(seed: int, variation: tuple[tuple[str, float], ...]) -> dict[str, float]:
+        rng = random.Random(f"group:{seed}")
+        return {kind: rng.gauss(0.0, sd) for kind, sd in variation}
+
+    def _logits(self, cond: _Condition, model: str, turn: int, heard: str, seed: int) -> list[float]:
         w = self.world
+        group = self._group_offsets(seed, tuple(sorted(w.group_variation.items())))
         severity = min(max((turn - 1) / 14, 0.0), 1.0)
         shares = self._contagion(cond.language, heard)
         effects = []
@@ -176,7 +207,7 @@ class SyntheticModel:
         for kind in KINDS:
             x = w.base.get(kind, 0.0) + w.severity.get(kind, 0.0) * severity
             x += w.contagion.get(kind, 0.0) * shares.get(kind, 0.0)
-            x += sum(e.get(kind, 0.0) for e in effects)
+            x += sum(e.get(kind, 0.0) for e in effects) + group.get(kind, 0.0)
             logits.append(x)
         return logits
 
@@ -198,13 +229,14 @@ class SyntheticModel:
         rng = random.Random(int.from_bytes(digest, "big"))
         found = _FIRST_INT.search(last)
         turn = int(found.group(0)) if found else len(request.messages) // 2
-        logits = self._logits(cond, request.model, turn, last)
+        logits = self._logits(cond, request.model, turn, last, request.seed)
         temp = max(request.temperature, 0.05)
         weights = [math.exp(x / temp) for x in logits]
-        return self._compose(rng, cond, request.model, weights)
+        extra = self._group_offsets(request.seed, tuple(sorted(self.world.group_variation.items())))
+        return self._compose(rng, cond, request.model, weights, extra.get("monologue", 0.0))
 
     def _compose(
-        self, rng: random.Random, cond: _Condition, model: str, weights: list[float]
+        self, rng: random.Random, cond: _Condition, model: str, weights: list[float], mono: float
     ) -> str:
         w, bank = self.world, _bank(cond.language)
         target = rng.choice(cond.names) if cond.names else "?"
@@ -215,7 +247,7 @@ class SyntheticModel:
             return join.join(rng.choice(pool[k]).replace("{target}", target) for k in kinds)
 
         talk = say(bank.talk, rng.randint(*w.talk_sentences))
-        mono_mean = w.monologue_mean
+        mono_mean = w.monologue_mean + mono
         for kind in ("alignment", "individuation"):
             if getattr(cond, "aligned" if kind == "alignment" else "individuated"):
                 mono_mean += w.effect(kind, model, cond.language).get("monologue", 0.0)
