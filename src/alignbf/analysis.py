@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from alignbf import assets
+from alignbf import crashpoints
 from alignbf.attrition import attrition
 from alignbf.errors import AlignbfError, AnalysisError, ConfigError
 from alignbf.estimators import Estimate, at_level, estimate
@@ -30,14 +30,31 @@ from alignbf.hypotheses import Hypothesis, InputRun, Prereg, load_prereg
 from alignbf.scoring import Scores, score_run
 from alignbf.stats import p_adjust
 from alignbf.store import Store, write_atomic
-from alignbf.study import Study, load_languages, parse_study
+from alignbf.study import Study, load_languages, parse_study, resolve_relative
 
 MAIN = "main"
 VERDICT_COLUMNS = [
-    "id", "statement", "exploratory", "outcome", "estimator", "estimate", "se", "ci_low",
-    "ci_high", "ci_level", "statistic", "df", "p_val", "p_adj", "family", "n", "expected",
-    "verdict", "reference", "note",
-]  # fmt: skip
+    "id",
+    "statement",
+    "exploratory",
+    "outcome",
+    "estimator",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "ci_level",
+    "statistic",
+    "df",
+    "p_val",
+    "p_adj",
+    "family",
+    "n",
+    "expected",
+    "verdict",
+    "reference",
+    "note",
+]
 
 
 @dataclass
@@ -87,6 +104,17 @@ class Analysis:
         return self.backend.startswith("synthetic")
 
 
+def parse_inputs(items: list[str]) -> dict[str, Path]:
+    """``["study1=runs/s1"]`` -> ``{"study1": Path("runs/s1")}``; ValueError when malformed."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"{item!r}: expected NAME=DIR, e.g. study1=runs/study1")
+        out[name.strip()] = Path(value.strip())
+    return out
+
+
 def latest_run(root: Path = Path("runs")) -> Path:
     """The run directory under ``root`` whose ``run.sqlite`` changed last."""
     found = (
@@ -111,23 +139,19 @@ def _manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def prereg_path(run_dir: Path, study: Study) -> Path:
-    """The preregistration a run's study names: beside its config, else built-in."""
+    """The preregistration a run's study names: beside its config, else built-in.
+
+    A study that names none falls back to the built-in ``prereg/<study name>.yaml``.
+    """
     name = study.prereg or f"{study.name}.yaml"
-    config_path = _manifest(run_dir).get("config_path")
-    if config_path and not Path(name).is_absolute():
-        beside = Path(config_path).parent / name
-        if beside.exists():
-            return beside
-    for candidate in (Path(name), assets.path("prereg", Path(name).name)):
-        if candidate.is_absolute() and candidate.exists():
-            return candidate
-    raise ConfigError(
-        f"{run_dir}: preregistration {name!r} not found beside {config_path} nor in "
-        f"{assets.path('prereg')}"
-    )
+    config_path = Path(_manifest(run_dir).get("config_path") or run_dir / "run.sqlite")
+    path = resolve_relative(config_path, name, "prereg")
+    if config_path.exists() and path.samefile(config_path):
+        raise ConfigError(f"{config_path}: prereg {name!r} names the study config itself")
+    return path
 
 
-def find_input(run_dir: Path, name: str, spec: InputRun, backend: str) -> Path | None:
+def find_input(run_dir: Path, spec: InputRun, backend: str) -> Path | None:
     """Most recent run of ``spec.study`` with ``backend`` beside ``run_dir``, or None."""
     here = run_dir.resolve()
     candidates = []
@@ -156,7 +180,7 @@ def _sources(
         )
     sources = {MAIN: Source(run_dir, scores)}
     for name, spec in prereg.inputs.items():
-        path = given.get(name) or find_input(run_dir, name, spec, backend)
+        path = given.get(name) or find_input(run_dir, spec, backend)
         if path is None:
             note = (
                 f"input {name!r} not found: no {spec.study} run with backend {backend!r} beside "
@@ -193,17 +217,32 @@ def select_rows(scores: Scores, hypothesis: Hypothesis) -> pd.DataFrame:
 
 def _row(h: Hypothesis, est: Estimate | None, note: str) -> dict[str, Any]:
     numbers = {
-        "estimate": math.nan, "se": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-        "ci_level": h.ci, "statistic": math.nan, "df": math.nan, "p_val": math.nan, "n": 0,
-    }  # fmt: skip
+        "estimate": math.nan,
+        "se": math.nan,
+        "ci_low": math.nan,
+        "ci_high": math.nan,
+        "ci_level": h.ci,
+        "statistic": math.nan,
+        "df": math.nan,
+        "p_val": math.nan,
+        "n": 0,
+    }
     if est is not None:
         numbers = {k: getattr(est, k) for k in numbers}
     return {
-        "id": h.id, "statement": h.statement, "exploratory": h.exploratory,
-        "outcome": h.outcome, "estimator": h.estimator.type, **numbers, "p_adj": math.nan,
-        "family": h.family, "expected": h.expected, "verdict": "inconclusive",
-        "reference": h.reference.render(), "note": note,
-    }  # fmt: skip
+        "id": h.id,
+        "statement": h.statement,
+        "exploratory": h.exploratory,
+        "outcome": h.outcome,
+        "estimator": h.estimator.type,
+        **numbers,
+        "p_adj": math.nan,
+        "family": h.family,
+        "expected": h.expected,
+        "verdict": "inconclusive",
+        "reference": h.reference.render(),
+        "note": note,
+    }
 
 
 def evaluate(
@@ -224,9 +263,10 @@ def decide_all(prereg: Prereg, rows: list[dict[str, Any]], ests: list[Estimate |
     """Adjust p-values within each family, then apply each hypothesis' decision rule."""
     for name, family in prereg.families.items():
         members = [
-            i for i, (h, r) in enumerate(zip(prereg.hypotheses, rows, strict=True))
+            i
+            for i, (h, r) in enumerate(zip(prereg.hypotheses, rows, strict=True))
             if h.family == name and h.decision == "significance" and math.isfinite(r["p_val"])
-        ]  # fmt: skip
+        ]
         if members:
             adjusted = p_adjust([rows[i]["p_val"] for i in members], method=family.method)
             for i, p in zip(members, adjusted["p_adj"], strict=True):
@@ -295,6 +335,7 @@ def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = No
     pairs = [evaluate(h, sources[h.input or MAIN], languages) for h in prereg.hypotheses]
     rows, ests = [r for r, _ in pairs], [e for _, e in pairs]
     decide_all(prereg, rows, ests)
+    crashpoints.reached("during_stats")
     analysis = Analysis(
         run_dir=run_dir,
         study=study,

@@ -1,13 +1,16 @@
-"""Where the built-in configs, data and preregistrations live.
+"""Where the configs, data and preregistrations live.
 
-In a checkout they are the top-level ``configs/``, ``data/`` and ``prereg/``
-folders; in an installed wheel they ship as ``alignbf/_assets/``. A study named
-on the command line is looked up in the current directory first, then among the
-built-in configs (``study2`` and ``study2.yaml`` both work).
+The *project root* holds ``configs/``, ``data/`` and ``prereg/``. It is, in order:
+the directory named by ``ALIGNBF_HOME``; the current directory when it holds
+``configs/`` and ``data/`` (a project made by ``alignbf init``, whose edited prompts
+and lexicons then take effect); the checkout; the installed wheel's
+``alignbf/_assets/``. A study named on the command line is looked up as a path
+first, then among the root's configs (``study2`` and ``study2.yaml`` both work).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from functools import cache
 from pathlib import Path
@@ -17,12 +20,27 @@ from alignbf.errors import ConfigError
 ASSET_DIRS = ("configs", "data", "prereg")
 
 
-@cache
+def _is_project(directory: Path) -> bool:
+    return (directory / "configs").is_dir() and (directory / "data").is_dir()
+
+
 def root() -> Path:
-    """The directory holding ``configs/``, ``data/`` and ``prereg/``."""
+    """The project root holding ``configs/``, ``data/`` and ``prereg/`` (see module doc)."""
+    home = os.environ.get("ALIGNBF_HOME")
+    if home:
+        return Path(home).resolve()
+    cwd = Path.cwd()
+    if _is_project(cwd):
+        return cwd.resolve()
+    return builtin_root()
+
+
+@cache
+def builtin_root() -> Path:
+    """The assets that ship with alignbf: the checkout's, else the wheel's."""
     here = Path(__file__).resolve().parent
     checkout = here.parents[1]
-    if (checkout / "configs").is_dir() and (checkout / "data").is_dir():
+    if _is_project(checkout):
         return checkout
     return here / "_assets"
 
@@ -59,6 +77,6 @@ def init_project(directory: Path) -> list[Path]:
         target = directory / name
         if target.exists():
             raise ConfigError(f"{target}: already exists; choose an empty directory")
-        shutil.copytree(path(name), target)
+        shutil.copytree(builtin_root() / name, target)
         written.append(target)
     return written

@@ -85,10 +85,15 @@ def attrition(
     frame["excluded"] = frame["run"] - frame["analysed"]
     frame["not_started"] = (frame["planned"] - frame["registered"]).clip(lower=0)
     frame["source"] = source
-    order = {m: i for i, m in enumerate(study.factors.models)}
+    order = {
+        "model": {m: i for i, m in enumerate(study.factors.models)},
+        "language": {code: i for i, code in enumerate(study.factors.languages)},
+    }
     frame = frame.sort_values(
         by=["model", "language", "individuation_ratio", "alignment_ratio"],
-        key=lambda s: s.map(order) if s.name == "model" else s,
+        key=lambda s: (
+            s.map(order[str(s.name)]).fillna(len(order[str(s.name)])) if s.name in order else s
+        ),
     )
     return frame[COLUMNS].reset_index(drop=True)
 

@@ -18,7 +18,9 @@ app = typer.Typer(
     help="Run, score and analyse preregistered multi-agent LLM studies.",
 )
 
-Config = Annotated[str, typer.Argument(help="Study config: a path, or a built-in name like study2.")]
+Config = Annotated[
+    str, typer.Argument(help="Study config: a path, or a built-in name like study2.")
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -56,7 +58,9 @@ def run(
     world: Annotated[
         str | None, typer.Option(help="Synthetic world file or name (paper, null).")
     ] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<study>).")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run directory (default runs/<study>).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Run at most N simulations.")] = None,
     shard: Annotated[str | None, typer.Option(help="Run slice K of N, e.g. 2/4.")] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Simulations in flight.")] = 64,
@@ -93,7 +97,9 @@ def run(
 
 
 @app.command()
-def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")], as_json: AsJson = False) -> None:
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")], as_json: AsJson = False
+) -> None:
     """Per-cell progress, statuses, attrition, calls, tokens and cost of a run."""
     from alignbf.export import run_status
     from alignbf.render import render_status
@@ -108,7 +114,9 @@ def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")], as
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    out: Annotated[Path | None, typer.Option(help="Output directory (default RUN_DIR/export).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (default RUN_DIR/export).")
+    ] = None,
 ) -> None:
     """Write JSONL transcripts and CSV/Parquet tables of messages and calls."""
     from alignbf.export import export_run
@@ -130,6 +138,41 @@ def merge(
 
 
 @app.command()
+def analyze(
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="A run directory (default: the latest under runs/).")
+    ] = None,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("--input", help="NAME=DIR: a run some hypotheses use, e.g. study1=runs/s1."),
+    ] = None,
+    as_json: AsJson = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip RUN_DIR/report/.")] = False,
+) -> None:
+    """Evaluate a run's preregistered hypotheses: attrition first, then verdicts."""
+    from rich.console import Console
+
+    from alignbf.analysis import analyze_run, parse_inputs
+    from alignbf.report import write_report
+    from alignbf.tables import analysis_json, analysis_renderables
+
+    try:
+        given = parse_inputs(inputs or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--input") from None
+    result = analyze_run(run_dir, given)
+    if not no_report:
+        result.paths += write_report(result.run_dir, result)
+    if as_json:
+        _echo_json(analysis_json(result))
+        return
+    console = Console()
+    for renderable in analysis_renderables(result):
+        console.print(renderable)
+    console.print("wrote " + ", ".join(str(p) for p in result.paths))
+
+
+@app.command()
 def init(directory: Annotated[Path, typer.Argument(help="A new directory.")]) -> None:
     """Copy the built-in configs, data and preregistrations into DIRECTORY to edit."""
     from alignbf.assets import init_project
@@ -145,7 +188,8 @@ def score(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> 
 
     result = score_run(run_dir)
     sims, agents = result.simulations, result.agents
-    typer.echo(f"scored {len(sims)} simulations and {len(agents)} agents (z-scope {sims['z_scope'].iloc[0]})")
+    scope = sims["z_scope"].iloc[0]
+    typer.echo(f"scored {len(sims)} simulations and {len(agents)} agents (z-scope {scope})")
     for path in result.paths:
         typer.echo(str(path))
 
@@ -167,9 +211,13 @@ def lexicon_explain(
     if as_json:
         _echo_json(result)
         return
-    typer.echo(f"{result['language']} lexicon {result['version']}: {result['units']} {result['unit']}s")
+    typer.echo(
+        f"{result['language']} lexicon {result['version']}: {result['units']} {result['unit']}s"
+    )
     for m in result["matches"]:
-        typer.echo(f"  {m['category']:<14} {m['text']!r} at {m['start']}-{m['end']} (term {m['term']!r})")
+        typer.echo(
+            f"  {m['category']:<14} {m['text']!r} at {m['start']}-{m['end']} (term {m['term']!r})"
+        )
     typer.echo("counts: " + ", ".join(f"{k} {v}" for k, v in result["counts"].items()))
 
 
@@ -184,6 +232,71 @@ def lexicon_check() -> None:
     if problems:
         raise typer.Exit(1)
     typer.echo("all lexicons ok")
+
+
+@app.command()
+def replicate(
+    run_dir: Annotated[Path, typer.Argument(help="The run to check.")],
+    against: Annotated[
+        str | None,
+        typer.Option(help="Results file, another run, or planted:<world> (default: the paper)."),
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Compare each preregistered hypothesis with a reference (exit 0 / 1 not / 2 inconclusive)."""
+    from alignbf.render import render_replication
+    from alignbf.replicate import replicate_run
+
+    result = replicate_run(run_dir, against)
+    if as_json:
+        _echo_json(
+            {
+                "reference": result.reference,
+                "exit_code": result.exit_code,
+                "drift": result.drift,
+                "hypotheses": result.table.to_dict("records"),
+            }
+        )
+    else:
+        render_replication(result)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def power(
+    config: Config,
+    world: Annotated[
+        str | None, typer.Option(help="Synthetic world (paper, null, or a file).")
+    ] = None,
+    sims: Annotated[int, typer.Option(min=10, help="Simulated studies per candidate size.")] = 100,
+    pool: Annotated[
+        int | None, typer.Option(min=4, help="Replicates per cell simulated once.")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option(help="Show the best power this many USD buys.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Power of each preregistered hypothesis by simulation, and the replicates needed."""
+    from alignbf.power import estimate_power
+    from alignbf.render import render_power, stage_progress
+
+    with stage_progress(as_json) as on_progress:
+        result = estimate_power(config, world=world, sims=sims, pool=pool, on_progress=on_progress)
+    if as_json:
+        _echo_json(
+            {
+                "study": result.study,
+                "world": result.world,
+                "pool": result.pool,
+                "sims": result.sims,
+                "power": result.table.to_dict("records"),
+                "needed": result.needed.to_dict("records"),
+                "skipped": result.skipped,
+            }
+        )
+    else:
+        render_power(result, budget)
 
 
 prereg_app = typer.Typer(help="Lock a study's preregistration and verify it.", no_args_is_help=True)
@@ -214,6 +327,47 @@ def prereg_verify(config: Config) -> None:
     if result.differences:
         raise typer.Exit(1)
     typer.echo(f"{result.lock_file}: matches (root {result.locked.root[:16]})")
+
+
+@app.command("serve-synthetic")
+def serve_synthetic(
+    port: Annotated[int, typer.Option(min=0, help="Port (0 picks a free one).")] = 0,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    latency_ms: Annotated[float, typer.Option(min=0, help="Delay before each answer.")] = 0.0,
+    fault_rate: Annotated[float, typer.Option(help="Share of attempts given a fault.")] = 0.0,
+    fault_seed: Annotated[int, typer.Option(help="Seed of the fault schedule.")] = 0,
+    fault_kinds: Annotated[
+        str | None, typer.Option(help="Comma list: transient kinds to draw, permanent to force.")
+    ] = None,
+    world: Annotated[str, typer.Option(help="Synthetic world file or name.")] = "paper",
+    ledger: Annotated[
+        Path | None, typer.Option(help="Also append the ledger here (JSONL).")
+    ] = None,
+    stall_s: Annotated[float, typer.Option(min=0, help="How long a stall fault lasts.")] = 30.0,
+) -> None:
+    """Serve the synthetic model as an OpenAI-compatible API, with faults (tests, benchmarks)."""
+    from contextlib import suppress
+
+    from alignbf.faults import parse_fault_kinds
+    from alignbf.server import ServerOptions, serve
+
+    def ready(url: str) -> None:
+        typer.echo(f"listening on {url}")
+        sys.stdout.flush()
+
+    options = ServerOptions(
+        host,
+        port,
+        latency_ms,
+        fault_rate,
+        fault_seed,
+        parse_fault_kinds(fault_kinds),
+        world,
+        ledger,
+        stall_s,
+    )
+    with suppress(KeyboardInterrupt):
+        serve(options, ready)
 
 
 def main() -> None:

@@ -1,33 +1,35 @@
 """The OpenAI-compatible HTTP backend: ``POST {base_url}/chat/completions``, no streaming.
 
-One ``httpx.AsyncClient`` per endpoint, with explicit timeouts and connection
-limits and no redirects (a redirect is a configuration error, so Authorization
-never travels to another origin). Every attempt goes through ``retry.py``'s one
-policy and the endpoint's ``ratelimit.EndpointLimiter``. Until one call to an
+Requests go through each endpoint's ``routes.Route`` (explicit timeouts, a
+connection limit, no redirects, a response size cap). Every attempt goes through
+``retry.py``'s one policy and the endpoint's ``ratelimit.EndpointLimiter``; each
+failed attempt is reported to ``on_attempt_failed``. Until one call to an
 endpoint has succeeded, calls to it go one at a time, so a wrong key, model or
-exhausted quota costs exactly one request, not one per simulation in flight;
-after a fatal error no further request is sent to that endpoint.
+exhausted quota costs exactly one request, not one per simulation in flight, and
+an endpoint that never answered is given up after one call's retries; after a
+fatal error no further request is sent to that endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
-from alignbf import crashpoints
 from alignbf.backend import ChatRequest, Completion
-from alignbf.endpoints import Endpoint
-from alignbf.errors import ContextLengthError, EndpointError, TransientEndpointError
-from alignbf.keys import quiet_http_loggers
-from alignbf.ratelimit import EndpointLimiter, estimate_tokens
+from alignbf.errors import (
+    ConfigError,
+    ContextLengthError,
+    EndpointError,
+    TransientEndpointError,
+)
+from alignbf.keys import quiet_http_loggers, read_key
+from alignbf.ratelimit import estimate_tokens
 from alignbf.responses import parse_completion
 from alignbf.retry import (
     Refused,
@@ -36,70 +38,12 @@ from alignbf.retry import (
     call_with_retries,
     classify,
     describe,
-    env_number,
 )
+from alignbf.routes import Route, make_route
 
-CONNECT_TIMEOUT_S = 10.0
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 AttemptHook = Callable[[str, int, int, str, str, str, float], None]
 """``on_attempt_failed(sim_id, agent, turn, endpoint, status, detail, latency_s)``."""
-
-
-@dataclass
-class Route:
-    """Everything needed to call one endpoint."""
-
-    name: str
-    endpoint: Endpoint
-    key: SecretStr | None
-    endpoint_id: str
-    read_timeout_s: float
-    limiter: EndpointLimiter
-    probe: asyncio.Lock = field(default_factory=asyncio.Lock)
-    proven: bool = False
-    fatal: EndpointError | None = None
-    client: httpx.AsyncClient | None = None
-
-    @property
-    def where(self) -> str:
-        """``endpoint NAME (BASE_URL)``, the subject of every message about this endpoint."""
-        return f"endpoint {self.name} ({self.endpoint.base_url})"
-
-    def http(self) -> httpx.AsyncClient:
-        """This endpoint's client, created on first use inside the event loop."""
-        if self.client is None:
-            ep = self.endpoint
-            headers = {"Content-Type": "application/json", "Accept": "application/json"}
-            if self.key is not None:
-                headers["Authorization"] = f"Bearer {self.key.get_secret_value()}"
-            self.client = httpx.AsyncClient(
-                base_url=ep.base_url + "/",
-                headers=headers,
-                timeout=httpx.Timeout(
-                    connect=CONNECT_TIMEOUT_S,
-                    read=self.read_timeout_s,
-                    write=self.read_timeout_s,
-                    pool=self.read_timeout_s,
-                ),
-                limits=httpx.Limits(
-                    max_connections=ep.max_connections,
-                    max_keepalive_connections=ep.max_connections,
-                ),
-                follow_redirects=False,
-                trust_env=False,
-            )
-        return self.client
-
-
-def make_route(name: str, endpoint: Endpoint, key: SecretStr | None, endpoint_id: str) -> Route:
-    """A route with the endpoint's limits; ``ALIGNBF_HTTP_TIMEOUT_S`` caps the read timeout."""
-    read = endpoint.timeout_s
-    if os.environ.get("ALIGNBF_HTTP_TIMEOUT_S"):
-        read = min(read, env_number("ALIGNBF_HTTP_TIMEOUT_S", float) or read)
-    limiter = EndpointLimiter(
-        endpoint.max_connections, endpoint.requests_per_minute, endpoint.tokens_per_minute
-    )
-    return Route(name, endpoint, key, endpoint_id, read, limiter)
 
 
 class OpenAIBackend:
@@ -131,7 +75,11 @@ class OpenAIBackend:
                 if route.fatal is not None:
                     raise route.fatal
                 if not route.proven:
-                    completion = await self._call(route, request)
+                    try:
+                        completion = await self._call(route, request)
+                    except TransientEndpointError as exc:
+                        route.fatal = exc
+                        raise
                     route.proven = True
                     return completion
         return await self._call(route, request)
@@ -185,17 +133,26 @@ class OpenAIBackend:
         async with route.limiter.slot(estimate) as settle:
             remaining = self.policy.deadline_s - (time.monotonic() - started)
             t0 = time.monotonic()
-            async with asyncio.timeout(max(min(2 * route.read_timeout_s, remaining), 0.001)):
-                status, headers, body = await self._post(route, payload)
+            async with asyncio.timeout(max(min(route.attempt_deadline_s, remaining), 0.001)):
+                status, headers, body = await route.post(payload, self.max_response_bytes)
             latency = time.monotonic() - t0
             if not 200 <= status < 300:
                 error = classify(
-                    status, headers, body, where=route.where, model=route.endpoint.model,
-                    key_env=route.endpoint.api_key_env, cap_s=self.policy.retry_after_cap_s,
+                    status,
+                    headers,
+                    body,
+                    where=route.where,
+                    model=route.endpoint.model,
+                    key_env=route.endpoint.api_key_env,
+                    cap_s=self.policy.retry_after_cap_s,
                 )
                 if isinstance(error, Refused):
-                    return Completion(text="", finish_reason="content_filter",
-                                      latency_s=latency, flags=("refused_400",))
+                    return Completion(
+                        text="",
+                        finish_reason="content_filter",
+                        latency_s=latency,
+                        flags=("refused_400",),
+                    )
                 raise error
             completion = parse_completion(body)
             completion.latency_s = latency
@@ -205,22 +162,6 @@ class OpenAIBackend:
             used = completion.prompt_tokens + completion.completion_tokens
             settle(used or estimate)
             return completion
-
-    async def _post(self, route: Route, payload: bytes) -> tuple[int, httpx.Headers, bytes]:
-        """Send one request; read at most ``max_response_bytes`` of the answer."""
-        cap = self.max_response_bytes
-        async with route.http().stream("POST", "chat/completions", content=payload) as response:
-            crashpoints.reached("http_response_headers")
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > cap:
-                raise RetryableError("too_large", f"response declares {declared} bytes (cap {cap})")
-            chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > cap:
-                    raise RetryableError("too_large", f"response exceeds {cap} bytes")
-                chunks.append(chunk)
-            return response.status_code, response.headers, b"".join(chunks)
 
     def _report(self, route: Route, request: ChatRequest, exc: Exception, latency: float) -> None:
         if self.on_attempt_failed is None:
@@ -233,9 +174,7 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         """Close every endpoint's connections."""
         for route in self.routes.values():
-            if route.client is not None:
-                await route.client.aclose()
-                route.client = None
+            await route.aclose()
 
 
 def _override(base_url: str) -> str:

@@ -231,4 +231,3 @@ class Conversation:
                     completion = await self._speak(ask, i, turn, event, len(self.record))
                     self._absorb(i, turn, completion)
         return self.out
-

@@ -28,7 +28,7 @@ class ConfigError(AlignbfError):
 
 
 class EndpointError(AlignbfError):
-    """An endpoint could not be used (auth, quota, unknown model, unreachable, exhausted retries)."""
+    """An endpoint could not be used (auth, quota, unknown model, unreachable, retries spent)."""
 
 
 class TransientEndpointError(EndpointError):

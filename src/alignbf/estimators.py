@@ -275,10 +275,18 @@ def ratio(spec: Ratio, data: pd.DataFrame, outcome: str, ci: float) -> Estimate:
         f"{spec.low}; {spec.bootstrap - good.size} of {spec.bootstrap} resamples undefined"
     )
     return Estimate(
-        estimate=high / low, se=float(good.std(ddof=1)), ci_low=float(lo), ci_high=float(hi),
-        ci_level=ci, statistic=math.nan, df=math.nan, p_val=math.nan, n=nh.size + nl.size,
-        null=1.0, note=note,
-    )  # fmt: skip
+        estimate=high / low,
+        se=float(good.std(ddof=1)),
+        ci_low=float(lo),
+        ci_high=float(hi),
+        ci_level=ci,
+        statistic=math.nan,
+        df=math.nan,
+        p_val=math.nan,
+        n=nh.size + nl.size,
+        null=1.0,
+        note=note,
+    )
 
 
 def _fit_ols(formula: str, data: pd.DataFrame) -> Any:
@@ -311,10 +319,17 @@ def interaction(spec: Interaction, data: pd.DataFrame, outcome: str, ci: float) 
         f"range {slopes.min():.3f} to {slopes.max():.3f}{skipped}{_dropped(dropped)}"
     )
     return Estimate(
-        estimate=float(slopes.std(ddof=1)), se=math.nan, ci_low=math.nan, ci_high=math.nan,
-        ci_level=ci, statistic=float(f_value), df=float(full.df_resid), p_val=float(p_val),
-        n=int(full.nobs), note=note,
-    )  # fmt: skip
+        estimate=float(slopes.std(ddof=1)),
+        se=math.nan,
+        ci_low=math.nan,
+        ci_high=math.nan,
+        ci_level=ci,
+        statistic=float(f_value),
+        df=float(full.df_resid),
+        p_val=float(p_val),
+        n=int(full.nobs),
+        note=note,
+    )
 
 
 _SIMPLE: dict[type, Callable[..., Estimate]] = {

@@ -19,8 +19,13 @@ def run_status(run_dir: Path) -> dict[str, Any]:
     try:
         c = store.conn
         cells = [
-            dict(zip(("language", "alignment_ratio", "individuation_ratio", "model", "status",
-                      "n"), row, strict=True))
+            dict(
+                zip(
+                    ("language", "alignment_ratio", "individuation_ratio", "model", "status", "n"),
+                    row,
+                    strict=True,
+                )
+            )
             for row in c.execute(
                 "SELECT language, alignment_ratio, individuation_ratio, model, status, count(*) "
                 "FROM simulations GROUP BY 1, 2, 3, 4, 5 ORDER BY model, language, "
@@ -89,7 +94,10 @@ def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
         lines = [json.dumps(t, ensure_ascii=False, sort_keys=True) for t in transcripts(store)]
         paths = [out / "transcripts.jsonl"]
         write_atomic(paths[0], "".join(line + "\n" for line in lines))
-        for table, order in (("messages", "sim_id, turn, agent, channel"), ("calls", "sim_id, turn, agent")):
+        for table, order in (
+            ("messages", "sim_id, turn, agent, channel"),
+            ("calls", "sim_id, turn, agent"),
+        ):
             frame = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", store.conn)
             for suffix in ("csv", "parquet"):
                 path = out / f"{table}.{suffix}"

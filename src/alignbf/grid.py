@@ -143,9 +143,14 @@ def expand(study: Study, *, seed_salt: str = "") -> list[SimSpec]:
                     temperature=s.temperature,
                     top_p=s.top_p,
                     max_tokens=s.max_tokens,
-                    aligned=_assignment(seed, "aligned", a.count, count_of(cell["alignment_ratio"], a.count)),
+                    aligned=_assignment(
+                        seed, "aligned", a.count, count_of(cell["alignment_ratio"], a.count)
+                    ),
                     individuated=_assignment(
-                        seed, "individuated", a.count, count_of(cell["individuation_ratio"], a.count)
+                        seed,
+                        "individuated",
+                        a.count,
+                        count_of(cell["individuation_ratio"], a.count),
                     ),
                     **cell,
                 )

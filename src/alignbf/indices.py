@@ -26,10 +26,7 @@ def zscore(frame: pd.DataFrame, column: str, scope: str) -> pd.Series:
     """z-scores of ``column`` within the scope's reference sets."""
     by = SCOPE_COLUMN[scope]
     values = frame[column].astype(float)
-    if by is None:
-        groups = pd.Series(0, index=frame.index)
-    else:
-        groups = frame[by]
+    groups = pd.Series(0, index=frame.index) if by is None else frame[by]
     mean = values.groupby(groups).transform("mean")
     sd = values.groupby(groups).transform(lambda v: v.std(ddof=1))
     z = (values - mean) / sd.where(sd > 0)

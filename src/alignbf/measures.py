@@ -11,7 +11,7 @@ individuation) and the conformity:individuation ratio.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,20 +56,22 @@ def count_messages(rows: Iterable[tuple[str, int, str, str, str]]) -> pd.DataFra
     return pd.DataFrame(out)
 
 
-def _aggregate(messages: pd.DataFrame, keys: list[str], hit_channels: list[str]) -> pd.DataFrame:
+def _aggregate(messages: pd.DataFrame, keys: list[str], hit_channels: Sequence[str]) -> pd.DataFrame:
     units = messages.pivot_table(
         index=keys, columns="channel", values="units", aggfunc="sum", fill_value=0
     ).reindex(columns=list(CHANNELS), fill_value=0)
     units.columns = [f"units_{c}" for c in units.columns]
     hits = (
-        messages[messages["channel"].isin(hit_channels)]
+        messages[messages["channel"].isin(list(hit_channels))]
         .groupby(keys)[[*CATEGORIES, "protective_in_harmony"]]
         .sum()
     )
     frame = units.join(hits, how="left").fillna(0)
     frame["units_hit"] = frame[[f"units_{c}" for c in hit_channels]].sum(axis=1)
     total = frame[[f"units_{c}" for c in CHANNELS]].sum(axis=1)
-    frame["monologue_ratio"] = np.where(total > 0, frame["units_monologue"] / total.where(total > 0, 1), np.nan)
+    frame["monologue_ratio"] = np.where(
+        total > 0, frame["units_monologue"] / total.where(total > 0, 1), np.nan
+    )
     per = frame["units_hit"].where(frame["units_hit"] > 0)
     for c in CATEGORIES:
         frame[f"{c}_rate"] = frame[c] / per * 1000
@@ -84,11 +86,11 @@ def _aggregate(messages: pd.DataFrame, keys: list[str], hit_channels: list[str])
     return frame.reset_index()
 
 
-def simulation_measures(messages: pd.DataFrame, hit_channels: list[str]) -> pd.DataFrame:
+def simulation_measures(messages: pd.DataFrame, hit_channels: Sequence[str]) -> pd.DataFrame:
     """Measures per simulation (sums over its agents)."""
     return _aggregate(messages, ["sim_id"], hit_channels)
 
 
-def agent_measures(messages: pd.DataFrame, hit_channels: list[str]) -> pd.DataFrame:
+def agent_measures(messages: pd.DataFrame, hit_channels: Sequence[str]) -> pd.DataFrame:
     """Measures per agent of each simulation."""
     return _aggregate(messages, ["sim_id", "agent"], hit_channels)

@@ -43,10 +43,10 @@ def merge_runs(sources: list[Path], into: Path) -> int:
                 raise ConfigError(f"{into}: holds a run of a different config")
             for key, value in zip(IDENTITY_KEYS, next(iter(identities)), strict=True):
                 if value is not None:
-                    target.set(key, value)
+                    target.set_fact(key, value)
             for key in ("study",):
                 if (value := readers[0].get(key)) is not None:
-                    target.set(key, value)
+                    target.set_fact(key, value)
             for source in sources:
                 _copy(target, source / "run.sqlite")
             manifest = sources[0] / "manifest.json"
@@ -70,9 +70,7 @@ def _copy(target: Store, db: Path) -> None:
                 f"DELETE FROM simulations WHERE status NOT IN ({terminal}) AND sim_id IN "
                 f"(SELECT sim_id FROM src.simulations WHERE status IN ({terminal}))"
             )
-            c.execute(
-                "DELETE FROM messages WHERE sim_id NOT IN (SELECT sim_id FROM simulations)"
-            )
+            c.execute("DELETE FROM messages WHERE sim_id NOT IN (SELECT sim_id FROM simulations)")
             c.execute("INSERT OR IGNORE INTO simulations SELECT * FROM src.simulations")
             c.execute(
                 "INSERT OR IGNORE INTO messages SELECT m.* FROM src.messages m JOIN "

@@ -114,9 +114,7 @@ def make_plan(study: Study, config_path: Path) -> Plan:
         if endpoint is not None:
             ep.cost_usd = endpoint.cost(ep.input_tokens, ep.output_tokens)
             ep.worst_cost_usd = endpoint.cost(ep.worst_input_tokens, ep.worst_output_tokens)
-    cell_rows = [
-        {**cell, "simulations": per_cell[tuple(cell.values())]} for cell in cells(study)
-    ]
+    cell_rows = [{**cell, "simulations": per_cell[tuple(cell.values())]} for cell in cells(study)]
     return Plan(
         study=study.name,
         simulations=len(specs),

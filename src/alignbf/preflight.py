@@ -18,7 +18,7 @@ from alignbf.keys import scrub
 from alignbf.retry import classify
 
 if TYPE_CHECKING:
-    from alignbf.client import Route
+    from alignbf.routes import Route
 
 PREFLIGHT_TIMEOUT_S = 5.0
 _PEEK_BYTES = 65536
@@ -67,8 +67,13 @@ def check_route(route: Route) -> None:
         raise EndpointError(f"{route.where}: cannot reach {base} ({reason})") from None
     if 300 <= status < 400 or status in (401, 403):
         raise classify(
-            status, headers, body, where=route.where, model=route.endpoint.model,
-            key_env=route.endpoint.api_key_env, cap_s=0.0,
+            status,
+            headers,
+            body,
+            where=route.where,
+            model=route.endpoint.model,
+            key_env=route.endpoint.api_key_env,
+            cap_s=0.0,
         )
     if status in (200, 404) and not _is_json(body):
         raise EndpointError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from pathlib import Path
 
 from alignbf import assets
 from alignbf.errors import ConfigError
@@ -108,14 +108,17 @@ class PromptSet:
         return fill(self.events[turn - 1], target=self.personas[target - 1].call_name).strip()
 
 
-def _prompt_file(language: str) -> Any:
-    return assets.path("data", "prompts", f"{language}.yaml")
+def _prompt_file(language: str) -> Path:
+    return assets.path("data", "prompts", f"{language}.yaml").resolve()
+
+
+def load_prompts(language: str) -> PromptSet:
+    """Load and check the prompt assets of one language (from the project root)."""
+    return _load_prompts(_prompt_file(language))
 
 
 @cache
-def load_prompts(language: str) -> PromptSet:
-    """Load and check the prompt assets of one language."""
-    path = _prompt_file(language)
+def _load_prompts(path: Path) -> PromptSet:
     data = load_yaml(path)
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
@@ -137,8 +140,11 @@ def load_prompts(language: str) -> PromptSet:
     )
 
 
-@cache
 def asset_hash(language: str) -> str:
     """SHA-256 of the language's prompt file bytes (part of every sim_id)."""
-    path = _prompt_file(language)
+    return _file_hash(_prompt_file(language))
+
+
+@cache
+def _file_hash(path: Path) -> str:
     return hashlib.sha256(read_text(path).encode("utf-8")).hexdigest()

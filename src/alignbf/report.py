@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pandas as pd
 
 from alignbf.analysis import Analysis
 from alignbf.attrition import EXCLUDED, flow
+from alignbf.figures import report_figures
 from alignbf.provenance import deviations, models_used, run_facts
 from alignbf.store import write_atomic
 from alignbf.tables import attrition_view, fmt, verdict_view
@@ -39,15 +39,6 @@ th{background:#f2f2f2}
 figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}
 img{max-width:100%}
 """
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One figure of the report."""
-
-    name: str
-    png: bytes
-    caption: str
 
 
 Block = tuple[str, Any]
@@ -87,8 +78,6 @@ def _provenance_blocks(analysis: Analysis) -> list[Block]:
 
 
 def _figure_blocks(analysis: Analysis) -> list[Block]:
-    from alignbf.report_figures import report_figures
-
     made, skipped = report_figures(analysis)
     blocks: list[Block] = [("h2", "Figures")]
     blocks += [("figure", f) for f in made]
@@ -99,15 +88,18 @@ def _figure_blocks(analysis: Analysis) -> list[Block]:
 
 def document(analysis: Analysis) -> list[Block]:
     """The report as blocks: ``(kind, content)`` with kinds banner, h1, h2, p, list,
-    table (a DataFrame of strings) and figure (a :class:`Figure`)."""
+    table (a DataFrame of strings) and figure (a :class:`alignbf.figures.Figure`)."""
     blocks: list[Block] = []
     if analysis.synthetic:
         world = analysis.backend.partition(":")[2] or "default"
         blocks.append(("banner", SYNTHETIC.format(world=world)))
     blocks.append(("h1", f"Analysis of {analysis.study.name}"))
     blocks.append(
-        ("p", f"Run {analysis.run_dir}; backend {analysis.backend}; "
-              f"preregistration {analysis.prereg_path}.")  # fmt: skip
+        (
+            "p",
+            f"Run {analysis.run_dir}; backend {analysis.backend}; "
+            f"preregistration {analysis.prereg_path}.",
+        )
     )
     blocks += _attrition_blocks(analysis)
     blocks += _verdict_blocks(analysis)
@@ -152,7 +144,7 @@ def _html_table(frame: pd.DataFrame) -> str:
     for row in frame.itertuples(index=False):
         cls = ""
         if "verdict" in frame.columns:
-            cls = f' class="{html.escape(str(getattr(row, "verdict")))}"'
+            cls = f' class="{html.escape(str(row.verdict))}"'
         cells = "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row)
         rows.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"

@@ -35,7 +35,6 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_before_delay,
-    wait_exponential_jitter,
 )
 
 from alignbf.errors import ConfigError, ContextLengthError, EndpointError, TransientEndpointError
@@ -235,18 +234,14 @@ def describe(exc: BaseException) -> tuple[str, str]:
 
 
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
-    backoff = wait_exponential_jitter(
-        initial=policy.backoff_initial_s,
-        max=policy.backoff_max_s,
-        jitter=policy.backoff_initial_s,
-    )
-
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         hint = getattr(exc, "retry_after", None)
         if hint is not None:
             return float(hint) * (1.0 + random.uniform(0.0, 0.2))
-        return float(backoff(state))
+        initial = policy.backoff_initial_s
+        backoff = min(policy.backoff_max_s, initial * 2 ** (state.attempt_number - 1))
+        return backoff + random.uniform(0.0, initial)
 
     return wait
 

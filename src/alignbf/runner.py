@@ -120,6 +120,8 @@ class Runner:
         self.on_progress = on_progress or (lambda p: None)
         self.stop_reason: str | None = None
         self._resumable: set[str] = set()
+        if hasattr(backend, "on_attempt_failed"):
+            backend.on_attempt_failed = lambda *row: store.log_attempt(row)
 
     async def _ask(self, request: ChatRequest, digest: str) -> Completion:
         endpoint = self.backend.endpoint_id(request.model)
@@ -142,11 +144,25 @@ class Runner:
         else:
             p.cost_usd += completion.cost_usd
         await self.store.put_call(
-            (key, request.sim_id, request.agent, request.turn, endpoint, request.model,
-             completion.model, completion.text, completion.finish_reason,
-             completion.prompt_tokens, completion.completion_tokens, completion.latency_s,
-             completion.attempts, completion.cost_usd, completion.system_fingerprint,
-             ",".join(completion.flags), time.time())
+            (
+                key,
+                request.sim_id,
+                request.agent,
+                request.turn,
+                endpoint,
+                request.model,
+                completion.model,
+                completion.text,
+                completion.finish_reason,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                completion.latency_s,
+                completion.attempts,
+                completion.cost_usd,
+                completion.system_fingerprint,
+                ",".join(completion.flags),
+                time.time(),
+            )
         )
         return completion
 
@@ -219,10 +235,12 @@ def _first_user_error(group: BaseExceptionGroup[Any]) -> BaseException:
     return group
 
 
-def _manifest(study: Study, config_path: Path, backend: str, extra: dict[str, Any]) -> dict[str, Any]:
+def _manifest(
+    study: Study, config_path: Path, backend: str, extra: dict[str, Any]
+) -> dict[str, Any]:
     import importlib.metadata as md
 
-    packages = {}
+    packages: dict[str, str | None] = {}
     for name in ("httpx", "pydantic", "pandas", "statsmodels", "scipy", "tenacity"):
         try:
             packages[name] = md.version(name)
@@ -263,9 +281,9 @@ def open_run(
             "a different backend is a different condition"
         )
     if stored is None:
-        store.set("config", config_text)
-        store.set("study", study.name)
-        store.set("backend", backend_name)
+        store.set_fact("config", config_text)
+        store.set_fact("study", study.name)
+        store.set_fact("backend", backend_name)
     write_manifest(run_dir, _manifest(study, config_path, backend_name, extra))
     return store
 
@@ -338,7 +356,7 @@ def run_study(
 def _check_salt(store: Store, seed_salt: str) -> None:
     stored = store.get("seed_salt")
     if stored is None:
-        store.set("seed_salt", seed_salt)
+        store.set_fact("seed_salt", seed_salt)
     elif stored != seed_salt:
         raise ConfigError(
             f"{store.dir}: was started under another preregistration lock (seeds differ); "

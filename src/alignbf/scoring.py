@@ -29,7 +29,14 @@ from alignbf.store import Store
 from alignbf.study import Study, parse_study
 
 SCORED_STATUSES = ("ok",)
-DESIGN_COLUMNS = ["sim_id", "language", "alignment_ratio", "individuation_ratio", "model", "replicate"]
+DESIGN_COLUMNS = [
+    "sim_id",
+    "language",
+    "alignment_ratio",
+    "individuation_ratio",
+    "model",
+    "replicate",
+]
 
 
 @dataclass
@@ -81,7 +88,9 @@ def score_store(store: Store) -> Scores:
     messages = count_messages(rows)
     crashpoints.reached("during_scoring")
     hit = list(study.scoring.hit_channels)
-    sim_scores = add_indices(sims.merge(simulation_measures(messages, hit), on="sim_id"), study.scoring)
+    sim_scores = add_indices(
+        sims.merge(simulation_measures(messages, hit), on="sim_id"), study.scoring
+    )
     agent_scores = sims.merge(agent_design, on="sim_id").merge(
         agent_measures(messages, hit), on=["sim_id", "agent"], how="left"
     )

@@ -374,3 +374,23 @@ def p_from_r(r: float, n: int) -> float:
         return 0.0
     t = r * math.sqrt((n - 2) / (1 - r**2))
     return float(2 * sps.t.sf(abs(t), n - 2))
+
+
+def g_interval(g: float, n1: int, n2: int, ci: float = 0.95) -> tuple[float, float]:
+    """Noncentral-t confidence interval of a reported Hedges' g from its group sizes.
+
+    Inverts J, forms the Student t of the implied d and inverts the noncentral t at it,
+    exactly as :func:`hedges_g` does for data; used to put a CI on a published g.
+    """
+    _check_ci(ci)
+    if n1 < 2 or n2 < 2:
+        raise AnalysisError(f"each group needs at least 2 observations, got {n1} and {n2}")
+    df = n1 + n2 - 2
+    j = hedges_j(df)
+    scale = math.sqrt(1 / n1 + 1 / n2)
+    t = g / j / scale
+    alpha = 1 - ci
+    return (
+        _ncp_bound(t, df, 1 - alpha / 2) * scale * j,
+        _ncp_bound(t, df, alpha / 2) * scale * j,
+    )

@@ -184,7 +184,9 @@ class Store:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise StoreError(f"{self.dir}: locked by pid {holder}; one runner per run directory")
+            raise StoreError(
+                f"{self.dir}: locked by pid {holder}; one runner per run directory"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
@@ -217,7 +219,7 @@ class Store:
         row = self.conn.execute("SELECT value FROM run WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def set(self, key: str, value: str) -> None:
+    def set_fact(self, key: str, value: str) -> None:
         """Record a fact about the run."""
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO run VALUES (?, ?)", (key, value))
@@ -239,8 +241,16 @@ class Store:
     def register(self, specs: Iterable[Any]) -> None:
         """Insert specs not yet known, as ``pending``."""
         rows = [
-            (s.sim_id, s.index, s.language, s.alignment_ratio, s.individuation_ratio, s.model,
-             s.replicate, s.to_json())
+            (
+                s.sim_id,
+                s.index,
+                s.language,
+                s.alignment_ratio,
+                s.individuation_ratio,
+                s.model,
+                s.replicate,
+                s.to_json(),
+            )
             for s in specs
         ]
         with self.transaction() as c:
@@ -294,7 +304,7 @@ class Store:
     # -- the response cache ----------------------------------------------------------
     def cached(self, cache_key: str) -> tuple[Any, ...] | None:
         """The stored call for a key, or None."""
-        return self.conn.execute(  # type: ignore[no-any-return]
+        return self.conn.execute(
             f"SELECT {CALL_COLUMNS} FROM calls WHERE cache_key = ?", (cache_key,)
         ).fetchone()
 
@@ -313,8 +323,7 @@ class Store:
         try:
             with self.transaction() as c:
                 c.executemany(
-                    f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES "
-                    f"({', '.join('?' * 17)})",
+                    f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES ({', '.join('?' * 17)})",
                     [row for row, _ in batch],
                 )
         except sqlite3.Error as exc:

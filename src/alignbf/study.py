@@ -171,12 +171,14 @@ class Study(_Strict):
         return self
 
 
-@cache
 def load_languages() -> dict[str, dict[str, Any]]:
     """The language registry, ``data/languages.yaml`` (code -> name, script, PDI)."""
-    languages: dict[str, dict[str, Any]] = load_yaml(assets.path("data", "languages.yaml"))[
-        "languages"
-    ]
+    return _languages_at(assets.path("data", "languages.yaml").resolve())
+
+
+@cache
+def _languages_at(path: Path) -> dict[str, dict[str, Any]]:
+    languages: dict[str, dict[str, Any]] = load_yaml(path)["languages"]
     return languages
 
 

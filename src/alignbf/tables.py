@@ -7,11 +7,14 @@ The analysis frames keep full precision; these views format numbers for reading
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from alignbf.attrition import EXCLUDED
+
+if TYPE_CHECKING:
+    from alignbf.analysis import Analysis
 
 VERDICT_STYLE = {
     "supported": "green",
@@ -41,27 +44,33 @@ def fmt_p(p: float) -> str:
     return "< .0001" if p < 1e-4 else f"{p:.4f}"
 
 
-def estimate_ci(row: Any) -> str:
-    """``estimate [ci_low, ci_high]`` (the CI omitted when missing)."""
-    text = fmt(float(row.estimate))
-    if not (math.isnan(row.ci_low) and math.isnan(row.ci_high)):
-        text += f" [{fmt(float(row.ci_low))}, {fmt(float(row.ci_high))}]"
-    return text
+def ci_text(row: Any) -> str:
+    """``[ci_low, ci_high]``, or ``–`` when the estimator gives no interval."""
+    if math.isnan(row.ci_low) and math.isnan(row.ci_high):
+        return "–"
+    return f"[{fmt(float(row.ci_low))}, {fmt(float(row.ci_high))}]"
 
 
-def verdict_view(verdicts: pd.DataFrame) -> pd.DataFrame:
+def verdict_view(verdicts: pd.DataFrame, full: bool = True) -> pd.DataFrame:
     """The verdict table for reading.
 
+    Args:
+        verdicts: The verdict frame of an analysis.
+        full: Add ``expected``, ``estimator`` and ``paper``; the terminal leaves them out.
+
     Returns:
-        One row per hypothesis with the text columns ``id``, ``statement``, ``expected``,
-        ``estimate [CI]``, ``p``, ``p_adj``, ``verdict``, ``paper`` (the reference).
+        One row per hypothesis with the text columns ``id``, ``statement``
+        (marked "(exploratory)" when so), [``expected``, ``estimator``,] ``estimate``,
+        ``CI``, ``p``, ``p_adj``, ``verdict`` [and ``paper``, the reference].
     """
     rows = [
         {
             "id": r.id,
             "statement": r.statement + (" (exploratory)" if r.exploratory else ""),
             "expected": r.expected,
-            "estimate [CI]": f"{r.estimator}: {estimate_ci(r)}",
+            "estimator": r.estimator,
+            "estimate": fmt(float(r.estimate)),
+            "CI": ci_text(r),
             "p": fmt_p(r.p_val),
             "p_adj": fmt_p(r.p_adj),
             "verdict": r.verdict,
@@ -69,8 +78,8 @@ def verdict_view(verdicts: pd.DataFrame) -> pd.DataFrame:
         }
         for r in verdicts.itertuples()
     ]
-    return pd.DataFrame(rows, columns=["id", "statement", "expected", "estimate [CI]", "p",
-                                       "p_adj", "verdict", "paper"])  # fmt: skip
+    frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["id"])
+    return frame if full else frame.drop(columns=["expected", "estimator", "paper"])
 
 
 def attrition_view(attrition: pd.DataFrame, max_rows: int | None = None) -> pd.DataFrame:
@@ -93,8 +102,18 @@ def attrition_view(attrition: pd.DataFrame, max_rows: int | None = None) -> pd.D
     frame = frame.rename(
         columns={"alignment_ratio": "alignment", "individuation_ratio": "individuation"}
     )
-    keep = ["source", "language", "alignment", "individuation", "model", "planned", "run", "ok",
-            "analysed", "excluded"]  # fmt: skip
+    keep = [
+        "source",
+        "language",
+        "alignment",
+        "individuation",
+        "model",
+        "planned",
+        "run",
+        "ok",
+        "analysed",
+        "excluded",
+    ]
     keep += [c for c in [*EXCLUDED, "pending", "not_started"] if frame[c].sum() > 0]
     return frame[keep].astype(str)
 
@@ -103,9 +122,10 @@ def rich_table(frame: pd.DataFrame, title: str) -> Any:
     """A rich Table of a text frame; a ``verdict`` column is coloured."""
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False)
+    table = Table(title=title)
     for column in frame.columns:
-        table.add_column(str(column), overflow="fold")
+        wide = column in ("statement", "paper")
+        table.add_column(str(column), overflow="fold", no_wrap=not wide, ratio=4 if wide else None)
     for row in frame.itertuples(index=False):
         cells = [fmt(v) for v in row]
         if "verdict" in frame.columns:
@@ -114,3 +134,38 @@ def rich_table(frame: pd.DataFrame, title: str) -> Any:
             cells[i] = f"[{style}]{cells[i]}[/]" if style else cells[i]
         table.add_row(*cells)
     return table
+
+
+def analysis_renderables(analysis: Analysis) -> list[Any]:
+    """What ``alignbf analyze`` prints, in order: the synthetic warning (if any), the
+    attrition table and its CONSORT line, then the verdict table."""
+    from alignbf.attrition import flow
+
+    out: list[Any] = []
+    if analysis.synthetic:
+        out.append(f"[bold yellow]SYNTHETIC DATA (backend {analysis.backend}): not model output[/]")
+    title = f"Attrition: {analysis.run_dir} ({analysis.study.name})"
+    out.append(rich_table(attrition_view(analysis.attrition, max_rows=24), title))
+    totals = flow(analysis.attrition[analysis.attrition["source"] == "main"])
+    out.append(
+        f"planned {totals['planned']} → run {totals['run']} → ok {totals['ok']} → "
+        f"analysed {totals['analysed']}"
+    )
+    verdicts = verdict_view(analysis.verdicts, full=False)
+    out.append(rich_table(verdicts, f"Verdicts ({analysis.prereg_path.name})"))
+    return out
+
+
+def analysis_json(analysis: Analysis) -> dict[str, Any]:
+    """The analysis as JSON-ready data: attrition first, then verdicts and files."""
+    import json
+
+    return {
+        "study": analysis.study.name,
+        "run_dir": str(analysis.run_dir),
+        "backend": analysis.backend,
+        "synthetic": analysis.synthetic,
+        "attrition": json.loads(analysis.attrition.to_json(orient="records")),
+        "verdicts": json.loads(analysis.verdicts.to_json(orient="records")),
+        "files": [str(p) for p in analysis.paths],
+    }

@@ -10,7 +10,10 @@ GOOD = (ROOT / "configs" / "smoke.yaml").read_text()
 
 CASES = {
     "unknown_key": (GOOD.replace("replicates: 2", "replicates: 2\nreplicatess: 3"), "replicatess"),
-    "typo_suggestion": (GOOD.replace("temperature: 0.9", "temprature: 0.9"), "did you mean 'temperature'"),
+    "typo_suggestion": (
+        GOOD.replace("temperature: 0.9", "temprature: 0.9"),
+        "did you mean 'temperature'",
+    ),
     "wrong_type": (GOOD.replace("count: 3", 'count: "ten"'), "agents.count"),
     "ratio_outside": (GOOD.replace("[0.0, 1.0]", "[0.0, 1.5]"), "alignment_ratios"),
     "empty_languages": (GOOD.replace("[en, ja]", "[]"), "factors.languages"),
@@ -20,7 +23,10 @@ CASES = {
     "negative_replicates": (GOOD.replace("replicates: 2", "replicates: -1"), "replicates"),
     "temperature_5": (GOOD.replace("temperature: 0.9", "temperature: 5"), "sampling.temperature"),
     "turns_0": (GOOD.replace("turns: 3", "turns: 0"), "conversation.turns"),
-    "bad_turn_order": (GOOD.replace("channel_format: tagged", "channel_format: xml"), "'tagged' or 'json'"),
+    "bad_turn_order": (
+        GOOD.replace("channel_format: tagged", "channel_format: xml"),
+        "'tagged' or 'json'",
+    ),
     "yaml_syntax": (GOOD + "\nfoo: [unclosed\n", "YAML syntax error: line"),
     "duplicate_key": (GOOD + "\nreplicates: 3\n", "duplicate key 'replicates'"),
     "top_level_list": ("- a\n- b\n", "top level must be a dict"),

@@ -123,8 +123,13 @@ def _summary_numbers(stdout: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize(
     "point",
-    ["after_commit_before_use:7", "before_send:40", "sim_insert_before_commit:2",
-     "after_response_before_commit:90", "after_commit_before_use:25"],
+    [
+        "after_commit_before_use:7",
+        "before_send:40",
+        "sim_insert_before_commit:2",
+        "after_response_before_commit:90",
+        "after_commit_before_use:25",
+    ],
 )
 def test_sigkill_then_resume(mini: Path, tmp_path: Path, point: str) -> None:
     ref = tmp_path / "ref"

@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 
 from alignbf.backend import ChatRequest
 from alignbf.conversation import Conversation, parse_reply
@@ -34,9 +35,15 @@ def _run(spec, backend):
 
 
 def test_parse_tagged_channels_and_whisper():
-    p = parse_reply("[TALK] Hello all.\n[MONOLOGUE] I am scared.\n[WHISPER:David] Stay close.", "tagged", NAMES)
+    p = parse_reply(
+        "[TALK] Hello all.\n[MONOLOGUE] I am scared.\n[WHISPER:David] Stay close.", "tagged", NAMES
+    )
     assert (p.talk, p.monologue, p.whisper_to, p.whisper_text, p.format_ok) == (
-        "Hello all.", "I am scared.", 1, "Stay close.", True,
+        "Hello all.",
+        "I am scared.",
+        1,
+        "Stay close.",
+        True,
     )
 
 
@@ -51,16 +58,25 @@ def test_parse_unknown_whisper_recipient_is_talk_and_flagged():
 
 
 def test_parse_json_with_fence():
-    text = '```json\n{"talk": "hi", "monologue": "hm", "whisper": {"to": "Sarah", "text": "psst"}}\n```'
+    body = '{"talk": "hi", "monologue": "hm", "whisper": {"to": "Sarah", "text": "psst"}}'
+    text = f"```json\n{body}\n```"
     p = parse_reply(text, "json", NAMES)
-    assert (p.talk, p.monologue, p.whisper_to, p.whisper_text, p.format_ok) == ("hi", "hm", 2, "psst", True)
+    assert (p.talk, p.monologue, p.whisper_to, p.whisper_text, p.format_ok) == (
+        "hi",
+        "hm",
+        2,
+        "psst",
+        True,
+    )
     assert not parse_reply("not json", "json", NAMES).format_ok
 
 
 def test_message_lists_are_append_only_and_visibility():
     backend = ScriptedBackend(
-        lambda r: f"[TALK] public {r.agent}.{r.turn}\n[MONOLOGUE] secret {r.agent}.{r.turn}"
-        + ("\n[WHISPER:Sarah] whisper-to-sarah" if r.agent == 0 else "")
+        lambda r: (
+            f"[TALK] public {r.agent}.{r.turn}\n[MONOLOGUE] secret {r.agent}.{r.turn}"
+            + ("\n[WHISPER:Sarah] whisper-to-sarah" if r.agent == 0 else "")
+        )
     )
     spec = _spec()
     _, transcript = _run(spec, backend)
@@ -68,7 +84,7 @@ def test_message_lists_are_append_only_and_visibility():
     for r in backend.requests:
         by_agent.setdefault(r.agent, []).append(r)
     for reqs in by_agent.values():
-        for before, after in zip(reqs, reqs[1:]):
+        for before, after in itertools.pairwise(reqs):
             assert after.messages[: len(before.messages)] == before.messages
     # agent 1 at turn 2 heard agents 2 (turn 1) and 0 (turn 2), never a monologue of another
     seen = "\n".join(m["content"] for m in by_agent[1][1].messages if m["role"] == "user")
@@ -94,7 +110,7 @@ def test_alignment_prefix_only_for_aligned_agents():
 def test_simultaneous_order_sees_only_previous_turn():
     backend = ScriptedBackend(lambda r: f"[TALK] said {r.agent}.{r.turn}\n[MONOLOGUE] x")
     _run(_spec(turn_order="simultaneous"), backend)
-    turn2 = [r for r in backend.requests if r.turn == 2 and r.agent == 2][0]
+    turn2 = next(r for r in backend.requests if r.turn == 2 and r.agent == 2)
     last = turn2.messages[-1]["content"]
     assert "said 0.1" in last and "said 0.2" not in last
 

@@ -22,7 +22,9 @@ def _study(**changes):
 
 
 def test_counts_match_paper():
-    sizes = {name: len(expand(load_study(name))) for name in ("study1", "study2", "study3", "study4")}
+    sizes = {
+        name: len(expand(load_study(name))) for name in ("study1", "study2", "study3", "study4")
+    }
     assert sizes == {"study1": 150, "study2": 1200, "study3": 180, "study4": 80}
 
 
@@ -44,7 +46,9 @@ def test_sim_ids_stable_across_processes():
         "print(' '.join(f'{s.sim_id}:{s.seed}' for s in expand(load_study('study1'))))"
     )
     outs = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
         for _ in range(2)
     }
     assert len(outs) == 1

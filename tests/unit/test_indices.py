@@ -32,8 +32,18 @@ H = 0.707107
 EXPECTED = {
     # CPI = z_mono + z_coer - z_prot; DI = z_mono + z_prot - z_coer
     "pooled": (
-        [-1.161895 - 0.925820 - 1.224745, -0.387298 + 0 + 1.224745, 0.387298 - 0.462910, 1.161895 + 1.388730],
-        [-1.161895 + 1.224745 + 0.925820, -0.387298 - 1.224745, 0.387298 + 0.462910, 1.161895 - 1.388730],
+        [
+            -1.161895 - 0.925820 - 1.224745,
+            -0.387298 + 0 + 1.224745,
+            0.387298 - 0.462910,
+            1.161895 + 1.388730,
+        ],
+        [
+            -1.161895 + 1.224745 + 0.925820,
+            -0.387298 - 1.224745,
+            0.387298 + 0.462910,
+            1.161895 - 1.388730,
+        ],
     ),
     "language": ([-3 * H, 3 * H, -2 * H, 2 * H], [H, -H, 0.0, 0.0]),
     "model": ([-3 * H, -H, 3 * H, H], [H, -H, -H, H]),
@@ -52,7 +62,9 @@ def test_indices_match_hand_computation(scope: str) -> None:
 def test_weights_come_from_config() -> None:
     scoring = Scoring(cpi={"monologue_ratio": 0.0, "coercive": 2.0, "protective": 0.0})  # type: ignore[arg-type]
     out = add_indices(FRAME, scoring)
-    assert out["cpi"].tolist() == pytest.approx([2 * -0.925820, 0.0, 2 * -0.462910, 2 * 1.388730], abs=2e-6)
+    assert out["cpi"].tolist() == pytest.approx(
+        [2 * -0.925820, 0.0, 2 * -0.462910, 2 * 1.388730], abs=2e-6
+    )
 
 
 def test_raw_normalisation_uses_counts() -> None:

@@ -17,6 +17,7 @@ from alignbf.lexicon import (
     Lexicon,
     TextCounts,
     _default_dir,
+    _expand,
     check_lexicons,
     load_lexicon,
 )
@@ -84,17 +85,16 @@ def test_explain_spans_slice_the_normalised_text(language: str) -> None:
         assert report["counts"] == lexicon.count(case["text"]).counts
         for match in report["matches"]:
             assert report["normalised"][match["start"] : match["end"]] == match["text"]
-            plain = not match["term"].startswith("re:") and "*" not in match["term"]
-            if plain and language not in ("ko", "ar") and not any(
-                c in match["term"] for c in " -"
-            ):
-                assert match["text"] == lexicon.normalise(match["term"])
+            term = match["term"]
+            literal = not term.startswith("re:") and not any(c in term for c in " -*")
+            if literal and language not in ("ko", "ar"):
+                assert match["text"] in _expand(lexicon.normalise(term))
 
 
 def test_count_returns_every_category_and_units() -> None:
     result = load_lexicon("en").count("")
     assert result == TextCounts(units=0, counts=dict.fromkeys(CATEGORIES, 0))
-    assert load_lexicon("en").count("Don't stop, it's 3 a.m.").units == 7
+    assert load_lexicon("en").count("Don't stop, it's 3 a.m.").units == 8
 
 
 def test_negated_coercion_counts_as_protection() -> None:
@@ -109,6 +109,32 @@ def test_negated_coercion_counts_as_protection() -> None:
 def test_clause_boundary_stops_negation() -> None:
     lexicon = load_lexicon("en")
     assert lexicon.count("No, we will evict her.").counts["coercive"] == 1
+    assert lexicon.count("I don't like it but we evict her").counts["coercive"] == 1
+    assert lexicon.count("There is no doubt we must evict her.").counts["coercive"] == 1
+
+
+def test_explain_reports_the_term_and_the_negation() -> None:
+    report = load_lexicon("en").explain("I will NOT comply.")
+    assert report["units"] == 4 and report["counts"]["protective"] == 1
+    assert report["matches"] == [
+        {
+            "category": "protective",
+            "term": "comply",
+            "start": 11,
+            "end": 17,
+            "text": "comply",
+            "negated": True,
+        }
+    ]
+
+
+def test_devanagari_vowel_signs_stay_inside_words() -> None:
+    result = load_lexicon("hi").count("उसे निकालना होगा")
+    assert result.units == 3 and result.counts["coercive"] == 1
+
+
+def test_thai_marks_are_not_units() -> None:
+    assert load_lexicon("th").count("ที่นี่").units == 2
 
 
 def test_words_match_whole_words_only() -> None:
@@ -139,7 +165,9 @@ def test_arabic_proclitics_and_diacritics() -> None:
     assert lexicon.count("سَأُطِيعُ").counts["coercive"] == 1
 
 
-@pytest.mark.parametrize(("language", "text", "units"), [("ja", "私は、従います。", 6), ("zh", "我拒绝。", 3)])
+@pytest.mark.parametrize(
+    ("language", "text", "units"), [("ja", "私は、従います。", 6), ("zh", "我拒绝。", 3)]
+)
 def test_character_units(language: str, text: str, units: int) -> None:
     assert load_lexicon(language).count(text).units == units
 

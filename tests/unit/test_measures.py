@@ -6,15 +6,25 @@ from alignbf.measures import agent_measures, simulation_measures
 # one simulation, two agents; hits written out per message
 MESSAGES = pd.DataFrame(
     [
-        # sim, agent, channel, units, coercive, protective, conformity, individuation, prot_in_harmony
+        # sim, agent, channel, units, coercive, protective, conformity, individuation,
+        # protective hits in messages with conformity phrasing
         ("s", 0, "talk", 40, 1, 2, 1, 0, 2),
         ("s", 0, "monologue", 10, 0, 1, 0, 1, 0),
         ("s", 0, "whisper", 10, 0, 1, 0, 0, 0),
         ("s", 1, "talk", 30, 2, 0, 3, 1, 0),
         ("s", 1, "monologue", 10, 0, 0, 0, 0, 0),
     ],
-    columns=["sim_id", "agent", "channel", "units", "coercive", "protective", "conformity",
-             "individuation", "protective_in_harmony"],
+    columns=[
+        "sim_id",
+        "agent",
+        "channel",
+        "units",
+        "coercive",
+        "protective",
+        "conformity",
+        "individuation",
+        "protective_in_harmony",
+    ],
 )
 
 
@@ -23,7 +33,12 @@ def test_simulation_measures_by_hand() -> None:
     # monologue 20 of 100 units; hits only from talk + whisper (80 units)
     assert row["monologue_ratio"] == pytest.approx(0.2)
     assert row["units_hit"] == 80
-    assert (row["coercive"], row["protective"], row["conformity"], row["individuation"]) == (3, 3, 4, 1)
+    assert (row["coercive"], row["protective"], row["conformity"], row["individuation"]) == (
+        3,
+        3,
+        4,
+        1,
+    )
     assert row["coercive_rate"] == pytest.approx(3 / 80 * 1000)
     assert row["harmony_share"] == pytest.approx(2 / 3)
     assert row["conformity_pct"] == pytest.approx(80.0)

@@ -348,3 +348,16 @@ def test_ci_level_is_recorded_and_narrows() -> None:
     narrow = stats.hedges_g(AUTOMATIC, MANUAL, ci=0.90).iloc[0]
     assert (wide["ci_level"], narrow["ci_level"]) == (0.99, 0.90)
     assert wide["ci_low"] < narrow["ci_low"] < narrow["ci_high"] < wide["ci_high"]
+
+
+def test_g_interval_matches_hedges_g_on_data() -> None:
+    import numpy as np
+
+    from alignbf.stats import g_interval, hedges_g
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(1.0, 1.0, 15), rng.normal(0.0, 1.0, 15)
+    row = hedges_g(x, y).iloc[0]
+    low, high = g_interval(float(row["estimate"]), 15, 15)
+    assert low == pytest.approx(row["ci_low"], rel=1e-9)
+    assert high == pytest.approx(row["ci_high"], rel=1e-9)

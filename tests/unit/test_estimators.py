@@ -1,0 +1,171 @@
+"""Estimators on hand-made frames with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from alignbf import regression, stats
+from alignbf.errors import AnalysisError
+from alignbf.estimators import estimate, group_effects, one_sample_t
+from alignbf.hypotheses import (
+    Correlation,
+    CountLanguages,
+    GContrast,
+    Interaction,
+    MeanVs,
+    MixedTerm,
+    PerGroup,
+    Ratio,
+    Slope,
+)
+
+
+def _exact_slopes(slopes: dict[str, float], reps: int = 4) -> pd.DataFrame:
+    """cpi = slope * ratio + noise whose mean is 0 at every ratio: OLS recovers slope exactly."""
+    rows = []
+    for language, b in slopes.items():
+        for x in (0.0, 0.5, 1.0):
+            for i in range(reps):
+                noise = 0.3 * (1 if i % 2 else -1) * (1 + i // 2)
+                rows.append((language, x, b * x + noise))
+    return pd.DataFrame(rows, columns=["language", "alignment_ratio", "cpi"])
+
+
+def test_g_contrast_is_hedges_g_high_minus_low() -> None:
+    frame = pd.DataFrame(
+        {"alignment_ratio": [0.0] * 4 + [1.0] * 4, "cpi": [1, 2, 3, 4, 0.5, 1, 1.5, 1]}
+    )
+    got = estimate(GContrast(type="g_contrast"), frame, "cpi")
+    ref = stats.hedges_g([0.5, 1, 1.5, 1], [1, 2, 3, 4]).iloc[0]
+    assert got.estimate == pytest.approx(ref["estimate"]) and got.estimate < 0
+    assert (got.ci_low, got.ci_high) == pytest.approx((ref["ci_low"], ref["ci_high"]))
+    assert got.n == 8 and got.df == 6
+
+
+def test_g_contrast_needs_both_levels() -> None:
+    frame = pd.DataFrame({"alignment_ratio": [0.0, 0.0, 0.5], "cpi": [1.0, 2.0, 3.0]})
+    with pytest.raises(AnalysisError, match="needs at least 2 in each"):
+        estimate(GContrast(type="g_contrast"), frame, "cpi")
+
+
+def test_g_contrast_drops_missing_outcomes() -> None:
+    frame = pd.DataFrame(
+        {"alignment_ratio": [0.0] * 3 + [1.0] * 3, "cpi": [1.0, 2.0, np.nan, 3.0, 4.0, 6.0]}
+    )
+    got = estimate(GContrast(type="g_contrast"), frame, "cpi")
+    assert got.n == 5 and "1 row(s) without a value dropped" in got.note
+
+
+def test_slope_matches_polyfit() -> None:
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [1.0, 3.1, 4.9, 7.2]})
+    got = estimate(Slope(type="slope", formula="y ~ x", term="x"), frame, "y")
+    assert got.estimate == pytest.approx(np.polyfit(frame["x"], frame["y"], 1)[0])
+    assert got.df == 2
+
+
+def test_mixed_term_matches_regression_mixed() -> None:
+    frame = _exact_slopes({"a": 1.0, "b": 2.0, "c": 0.5, "d": 1.5}, reps=6)
+    spec = MixedTerm(
+        type="mixed_term",
+        formula="cpi ~ alignment_ratio",
+        term="alignment_ratio",
+        groups="language",
+    )
+    got = estimate(spec, frame, "cpi")
+    ref = regression.mixed("cpi ~ alignment_ratio", frame, "language")
+    row = ref[ref["term"] == "alignment_ratio"].iloc[0]
+    assert got.estimate == pytest.approx(row["estimate"]) and got.estimate == pytest.approx(1.25)
+    assert math.isinf(got.df)
+
+
+def test_interaction_sd_of_slopes_and_f_test() -> None:
+    frame = _exact_slopes({"en": 1.0, "ja": 2.0, "ko": 3.0})
+    spec = Interaction(
+        type="interaction",
+        formula='cpi ~ alignment_ratio * C(language, Treatment(reference="en"))',
+        null_formula='cpi ~ alignment_ratio + C(language, Treatment(reference="en"))',
+    )
+    got = estimate(spec, frame, "cpi")
+    assert got.estimate == pytest.approx(1.0)
+    # By hand: RSS(full) = 9 cells x (0.09 + 0.09 + 0.36 + 0.36) = 8.1 on 30 df; the
+    # interaction SS = sum_L (b_L - 2)^2 x sum (x - 0.5)^2 = 2 x 2 = 4 on 2 df.
+    assert got.statistic == pytest.approx((4 / 2) / (8.1 / 30))
+    assert got.p_val == pytest.approx(sps.f.sf((4 / 2) / (8.1 / 30), 2, 30))
+    assert got.df == 30
+    assert got.note.startswith("F(2, 30)")
+
+
+def test_group_effects_slopes_are_exact() -> None:
+    frame = _exact_slopes({"a": 1.0, "b": -2.0})
+    effects, skipped = group_effects(frame, "cpi", PerGroup())
+    assert list(effects["language"]) == ["a", "b"] and not skipped
+    assert list(effects["estimate"]) == pytest.approx([1.0, -2.0])
+
+
+def test_count_languages_sign_test() -> None:
+    frame = _exact_slopes({"a": 1.0, "b": 2.0, "c": 3.0, "d": -1.0})
+    got = estimate(CountLanguages(type="count_languages"), frame, "cpi")
+    # R: binom.test(3, 4, alternative = "greater")$p.value == 0.3125
+    assert got.estimate == 0.75 and got.p_val == pytest.approx(0.3125)
+    assert got.null == 0.5 and got.note.startswith("3/4 language positive (a, b, c)")
+
+
+def test_count_languages_significant_positive() -> None:
+    frame = _exact_slopes({"a": 1.0, "b": 0.01, "c": 3.0})
+    spec = CountLanguages(type="count_languages", criterion="significant_positive", p_null=0.025)
+    got = estimate(spec, frame, "cpi")
+    assert got.statistic == 2 and got.n == 3
+
+
+def test_correlation_with_language_attribute() -> None:
+    frame = _exact_slopes({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0})
+    attrs = {"a": {"pdi": 10}, "b": {"pdi": 20}, "c": {"pdi": 30}, "d": {"pdi": 45}}
+    got = estimate(Correlation(type="correlation", attribute="pdi"), frame, "cpi", 0.95, attrs)
+    assert got.estimate == pytest.approx(np.corrcoef([1, 2, 3, 4], [10, 20, 30, 45])[0, 1])
+
+
+def test_correlation_needs_three_groups() -> None:
+    frame = _exact_slopes({"a": 1.0, "b": 2.0})
+    with pytest.raises(AnalysisError, match="need 3"):
+        estimate(Correlation(type="correlation", attribute="pdi"), frame, "cpi", 0.95, {})
+
+
+def test_one_sample_t_matches_r() -> None:
+    # R 4.3: t.test(1:5, mu = 2) -> t = 1.4142, df = 4, p-value = 0.2302,
+    #   95 percent CI 1.036757 4.963243, mean 3
+    row = one_sample_t([1, 2, 3, 4, 5], 2.0).iloc[0]
+    assert row["estimate"] == 3.0 and row["df"] == 4
+    assert row["statistic"] == pytest.approx(1.414214, abs=1e-6)
+    assert row["p_val"] == pytest.approx(0.2302, abs=1e-4)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((1.036757, 4.963243), abs=1e-6)
+
+
+def test_mean_vs_reports_null_value() -> None:
+    frame = pd.DataFrame({"conformity_pct": [1.0, 2.0, 3.0, 4.0, 5.0, np.nan]})
+    got = estimate(MeanVs(type="mean_vs", value=2.0), frame, "conformity_pct")
+    assert got.null == 2.0 and got.n == 5 and got.estimate == 3.0
+
+
+def test_ratio_of_pooled_ratios() -> None:
+    frame = pd.DataFrame(
+        {
+            "alignment_ratio": [1.0, 1.0, 0.0, 0.0],
+            "conformity": [10, 20, 4, 6],
+            "individuation": [1, 1, 2, 3],
+        }
+    )
+    spec = Ratio(type="ratio", numerator="conformity", denominator="individuation")
+    got = estimate(spec, frame, "conformity_ratio")
+    assert got.estimate == pytest.approx(7.5) and got.null == 1.0
+    assert got.ci_low <= got.estimate <= got.ci_high and math.isnan(got.p_val)
+    assert got.note.startswith("conformity:individuation = 15.0:1 at 1.0 vs 2.0:1 at 0.0")
+
+
+def test_empty_subset_is_an_analysis_error() -> None:
+    with pytest.raises(AnalysisError, match="no rows"):
+        estimate(GContrast(type="g_contrast"), pd.DataFrame({"cpi": []}), "cpi")

@@ -1,0 +1,179 @@
+"""Preregistration files: every study's file loads, every reported result has a hypothesis,
+decision rules give the documented verdicts, and bad files give one line."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+
+from alignbf import assets
+from alignbf.errors import ConfigError
+from alignbf.hypotheses import Hypothesis, Prereg, load_prereg, parse_prereg
+from alignbf.yamlfile import load_yaml
+
+STUDIES = ("study1", "study2", "study3", "study4")
+
+# PAPER.md "Reported results", one entry per table row: the hypotheses that test it.
+PAPER_ROWS = {
+    "1: CPI 0% vs 100%, English g = -1.844, Japanese g = +0.771": ["s1_en_cpi", "s1_ja_cpi"],
+    "1: 89.2% harmony phrasing; conformity:individuation 180.6:1 vs 27.1:1": [
+        "s1_ja_harmony_share",
+        "s1_ja_conformity_ratio",
+    ],
+    "2: DI rises in 15/16 languages, pooled beta = 0.0667": ["s2_di_count", "s2_di_pooled"],
+    "2: CPI alignment x language beta = 0.0684; 8 languages amplified": [
+        "s2_cpi_interaction",
+        "s2_cpi_amplified_count",
+    ],
+    "2: per-language CPI effect vs PDI, r = 0.474": ["s2_cpi_pdi"],
+    "3: individuated agents main source, DI = +1.120; conformity > 84%": [
+        "s3_di_individuated",
+        "s3_cpi_individuated",
+        "s3_conformity",
+    ],
+    "4: English effect for all three models; Japanese backfire Llama-specific": [
+        "s4_en_gpt",
+        "s4_en_qwen",
+        "s4_en_llama",
+        "s4_ja_llama",
+        "s4_ja_gpt",
+        "s4_ja_qwen",
+    ],
+}
+
+
+def _all() -> dict[str, Hypothesis]:
+    out = {}
+    for study in STUDIES:
+        for h in load_prereg(assets.path("prereg", f"{study}.yaml")).hypotheses:
+            out[h.id] = h
+    return out
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_prereg_loads_and_names_its_study(study: str) -> None:
+    prereg = load_prereg(assets.path("prereg", f"{study}.yaml"))
+    assert isinstance(prereg, Prereg) and prereg.study == study
+    assert all(h.id.startswith(f"s{study[-1]}_") for h in prereg.hypotheses)
+
+
+def test_every_paper_result_has_a_hypothesis() -> None:
+    hypotheses = _all()
+    for row, ids in PAPER_ROWS.items():
+        missing = [i for i in ids if i not in hypotheses]
+        assert not missing, f"{row}: no hypothesis {missing}"
+    assert set(hypotheses) == {i for ids in PAPER_ROWS.values() for i in ids}
+
+
+def test_hypotheses_agree_with_paper_results_file() -> None:
+    hypotheses = _all()
+    results = load_yaml(assets.path("data", "paper_results.yaml"))["results"]
+    assert set(results) == set(hypotheses)
+    for key, result in results.items():
+        h = hypotheses[key]
+        assert h.expected == result["direction"], key
+        assert h.reference.source == result["source"], key
+        if "estimate" in result and h.reference.value is not None:
+            assert math.isclose(h.reference.value, result["estimate"]), key
+
+
+def test_study4_llama_cells_come_from_study1() -> None:
+    prereg = load_prereg(assets.path("prereg", "study4.yaml"))
+    assert prereg.inputs["study1"].study == "study1"
+    llama = [h for h in prereg.hypotheses if h.subset.get("model") == "llama-3.3-70b"]
+    assert {h.id for h in llama} == {"s4_en_llama", "s4_ja_llama"}
+    assert all(h.input == "study1" for h in llama)
+
+
+def _h(expected: str, bound: float | None = None, decision: str = "significance") -> Hypothesis:
+    return Hypothesis.model_validate(
+        {
+            "id": "h",
+            "statement": "s",
+            "outcome": "cpi",
+            "estimator": {"type": "g_contrast"},
+            "expected": expected,
+            "family": "f",
+            "exploratory": False,
+            "decision": decision,
+            "reference": {"statistic": "g", "source": "paper"},
+            "equivalence_bound": bound,
+        }
+    )
+
+
+NAN = math.nan
+DECISIONS = [
+    # expected, bound, (estimate, ci_low, ci_high, p_adj, null), verdict
+    ("positive", None, (1.0, 0.5, 1.5, 0.01, 0.0), "supported"),
+    ("positive", None, (-1.0, -1.5, -0.5, 0.01, 0.0), "not_supported"),
+    ("positive", None, (0.1, -0.4, 0.6, 0.50, 0.0), "inconclusive"),
+    ("positive", 0.5, (0.1, -0.1, 0.3, 0.50, 0.0), "not_supported"),
+    ("positive", 0.5, (0.1, -0.6, 0.8, 0.50, 0.0), "inconclusive"),
+    ("positive", None, (1.0, 0.5, 1.5, NAN, 0.0), "inconclusive"),
+    ("positive", None, (1.0, 0.5, 1.5, 0.06, 0.0), "inconclusive"),
+    ("negative", None, (-2.0, -3.0, -1.0, 0.001, 0.0), "supported"),
+    ("negative", None, (2.0, 1.0, 3.0, 0.001, 0.0), "not_supported"),
+    ("not_positive", 0.5, (-0.3, -1.0, 0.3, 0.40, 0.0), "supported"),
+    ("not_positive", 0.5, (1.0, 0.4, 1.6, 0.01, 0.0), "not_supported"),
+    ("not_positive", 0.5, (0.3, -0.2, 0.9, 0.30, 0.0), "inconclusive"),
+    ("equivalent", 0.1, (0.9, 0.85, 0.95, 0.30, 0.892), "supported"),
+    ("equivalent", 0.1, (0.6, 0.50, 0.70, 0.001, 0.892), "not_supported"),
+    ("equivalent", 0.1, (0.8, 0.70, 0.95, 0.10, 0.892), "inconclusive"),
+    ("positive", None, (0.8, 0.6, 0.9, 0.0001, 0.5), "supported"),
+]
+
+
+@pytest.mark.parametrize(("expected", "bound", "numbers", "verdict"), DECISIONS)
+def test_decision_rule(expected: str, bound: float | None, numbers: tuple, verdict: str) -> None:
+    assert _h(expected, bound).decide(*numbers) == verdict
+
+
+def test_descriptive_rule_gives_no_verdict() -> None:
+    assert _h("positive", decision="descriptive").decide(5.0, 4.0, 6.0, 0.0001) == "descriptive"
+
+
+def test_not_positive_needs_a_bound() -> None:
+    with pytest.raises(ValueError, match="needs an equivalence_bound"):
+        _h("not_positive")
+
+
+def _broken(mutate) -> str:  # type: ignore[no-untyped-def]
+    data = copy.deepcopy(load_yaml(assets.path("prereg", "study1.yaml")))
+    mutate(data)
+    with pytest.raises(ConfigError) as info:
+        parse_prereg(data, "p.yaml")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("p.yaml: ")
+    return message
+
+
+def test_errors_name_the_field_and_suggest() -> None:
+    est = _broken(lambda d: d["hypotheses"][0]["estimator"].update(hgh=1))
+    assert "hypotheses[0].estimator.hgh: unknown field (did you mean 'high'?)" in est
+    top = _broken(lambda d: d["hypotheses"][0].update(estimatr=1))
+    assert "hypotheses[0].estimatr: unknown field (did you mean 'estimator'?)" in top
+    assert "hypotheses[1].id 's1_en_cpi' is used twice" in _broken(
+        lambda d: d["hypotheses"][1].update(id="s1_en_cpi")
+    )
+    assert "is not one of: confirmatory, exploratory" in _broken(
+        lambda d: d["hypotheses"][0].update(family="primary")
+    )
+    assert "hypotheses[0].outcome: required field is missing" in _broken(
+        lambda d: d["hypotheses"][0].pop("outcome")
+    )
+
+
+def test_formula_must_model_the_outcome() -> None:
+    data = load_yaml(assets.path("prereg", "study2.yaml"))
+    data["hypotheses"][0]["outcome"] = "cpi"
+    with pytest.raises(ConfigError, match="does not model outcome 'cpi'"):
+        parse_prereg(data, "p.yaml")
+
+
+def test_load_prereg_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_prereg(tmp_path / "nope.yaml")
