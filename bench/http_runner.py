@@ -141,7 +141,9 @@ def main() -> None:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait()
     ideal = n * latency / c
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"calls={n} concurrency={c} latency_ms={args.latency_ms:g} ideal_wall_s={ideal:.2f}")
+    print(f"machine: {os.cpu_count()} cpus, load average {load} (other work skews both sides)")
     print(f"alignbf: wall_s={wall:.2f} cpu_s={cpu:.2f}")
     print(f"openai sdk: wall_s={sdk_wall:.2f} cpu_s={sdk_cpu:.2f}")
     print(

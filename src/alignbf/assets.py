@@ -26,12 +26,15 @@ def _is_project(directory: Path) -> bool:
 
 def root() -> Path:
     """The project root holding ``configs/``, ``data/`` and ``prereg/`` (see module doc)."""
-    home = os.environ.get("ALIGNBF_HOME")
+    return _root_for(os.environ.get("ALIGNBF_HOME", ""), os.getcwd())
+
+
+@cache
+def _root_for(home: str, cwd: str) -> Path:
     if home:
         return Path(home).resolve()
-    cwd = Path.cwd()
-    if _is_project(cwd):
-        return cwd.resolve()
+    if _is_project(Path(cwd)):
+        return Path(cwd).resolve()
     return builtin_root()
 
 

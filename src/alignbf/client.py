@@ -203,6 +203,7 @@ def endpoints_backend(
     from alignbf.preflight import check_route
     from alignbf.study import load_study
 
+    quiet_http_loggers()
     study = load_study(config_path)
     endpoints = check_endpoints(study, config_path)
     if not study.endpoints:

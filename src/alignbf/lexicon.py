@@ -19,8 +19,9 @@ Terms:
       negation ("cruelty!": "no cruelty here" stays protective). It must start with a
       letter or digit.
     * ``re:<pattern>`` is a Python regex over the normalised text, in lower case, without
-      capturing groups; look-arounds reaching outside the match must be negative. It
-      takes the place of the literal: the boundary rules below still apply around it.
+      capturing groups, starting at a word character in spaced scripts; look-arounds
+      reaching outside the match must be negative. It takes the place of the literal: the
+      boundary rules below still apply around it.
 
 Boundaries:
     * Spaced scripts: whole words only. Word characters are ``\w`` plus combining marks
@@ -183,7 +184,7 @@ def _expand(term: str) -> list[str]:
     return list(dict.fromkeys(" ".join(v.split()) for v in variants))
 
 
-def _atoms(term: str, word: str) -> list[str]:
+def _atoms(term: str) -> list[str]:
     """Regex fragments of a normalised plain term, one per character-level step."""
     atoms: list[str] = []
     for i, ch in enumerate(term):
@@ -193,7 +194,7 @@ def _atoms(term: str, word: str) -> list[str]:
         elif ch == "-":
             atoms.append(r"[-\s]?")
         elif ch == "*" and (i + 1 == len(term) or term[i + 1].isspace()):
-            atoms.append(word + "*")
+            atoms.append(_WORD + "*")
         else:
             atoms.append(re.escape(ch))
     return atoms
@@ -309,14 +310,14 @@ def _keyed(data: dict[str, Any]) -> Iterable[tuple[str, str, str]]:
 def _duplicates(data: dict[str, Any]) -> list[str]:
     """Terms listed twice; a word may be both a cue and a category term, or both cues."""
     seen: dict[str, list[tuple[str, str]]] = {}
-    problems = []
+    problems: dict[str, None] = {}
     for role, term, key in _keyed(data):
         for other_role, other_term in seen.get(key, []):
             both_categories = role in CATEGORIES and other_role in CATEGORIES
             if both_categories or role == other_role or "ignore" in (role, other_role):
-                problems.append(f"duplicate term {term!r} ({role}), {other_term!r} ({other_role})")
+                problems[f"duplicate term {term!r} ({role}), {other_term!r} ({other_role})"] = None
         seen.setdefault(key, []).append((role, term))
-    return problems
+    return list(problems)
 
 
 _Hit = tuple[int, "_Entry", bool]
@@ -335,9 +336,10 @@ class _Token(NamedTuple):
 class Lexicon:
     """A compiled lexicon for one language; build it with :func:`load_lexicon`.
 
-    Texts are cut into tokens by one regular expression: a term (or cue, break, ignore
-    phrase), a clause-boundary character, or else a plain word (a letter for ``char``
-    lexicons). Counting and negation then work on that token list.
+    One regular expression cuts a text into marked tokens (terms, cues, breaks, ignore
+    phrases, clause-boundary characters) and, for ``word`` lexicons, plain words. Each
+    distinct token is identified once and memoised; counting and negation then work on
+    the token list.
     """
 
     def __init__(self, data: dict[str, Any], source: Path) -> None:
@@ -388,7 +390,7 @@ class Lexicon:
         terminals = [f"(?P<t{i}>)" if named else "" for i in range(len(keys))]
         pairs = list(zip(keys, terminals, strict=True))
         regexes = [f"(?:{key[3:]}){end}" for key, end in pairs if key.startswith("re:")]
-        paths = [(_atoms(key, _WORD), end) for key, end in pairs if not key.startswith("re:")]
+        paths = [(_atoms(key), end) for key, end in pairs if not key.startswith("re:")]
         # One class test rejects most positions before the wide first level of the trie.
         first = "".join(sorted({re.escape(key[0]) for key in keys if not key.startswith("re:")}))
         trie = f"(?=[{first}]){_trie(paths)}" if first else "(?!)"
@@ -479,19 +481,19 @@ class Lexicon:
                 hits.append((k, entry, start, end, scope))
         if not cues:
             return plain + offset, [(k, entry, False) for k, entry, *_ in hits]
-        return plain + offset, [
-            (k, entry, not entry.fixed and self._negated(cues, *span)) for k, entry, *span in hits
-        ]
-
-    def _negated(self, cues: list[tuple[int, int, int, bool, bool]], *span: int) -> bool:
-        start, end, scope = span
-        for cue_start, cue_end, cue_scope, before, after in cues:
-            if cue_scope == scope and (
-                (before and 0 <= start - cue_end <= self.window)
-                or (after and 0 <= cue_start - end <= self.window)
-            ):
-                return True
-        return False
+        window = self.window
+        resolved = []
+        for k, entry, start, end, scope in hits:
+            negated = False
+            for cue_start, cue_end, cue_scope, before, after in cues:
+                if cue_scope == scope and (
+                    (before and 0 <= start - cue_end <= window)
+                    or (after and 0 <= cue_start - end <= window)
+                ):
+                    negated = not entry.fixed
+                    break
+            resolved.append((k, entry, negated))
+        return plain + offset, resolved
 
     def count(self, text: str) -> TextCounts:
         """Units and per-category hit counts of one text (negation applied)."""

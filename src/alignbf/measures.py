@@ -56,7 +56,9 @@ def count_messages(rows: Iterable[tuple[str, int, str, str, str]]) -> pd.DataFra
     return pd.DataFrame(out)
 
 
-def _aggregate(messages: pd.DataFrame, keys: list[str], hit_channels: Sequence[str]) -> pd.DataFrame:
+def _aggregate(
+    messages: pd.DataFrame, keys: list[str], hit_channels: Sequence[str]
+) -> pd.DataFrame:
     units = messages.pivot_table(
         index=keys, columns="channel", values="units", aggfunc="sum", fill_value=0
     ).reindex(columns=list(CHANNELS), fill_value=0)

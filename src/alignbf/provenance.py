@@ -31,6 +31,17 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "missing"
 
 
+def _lock(path: Path) -> str:
+    """``<lock file> (root <hash>)``, or a note that the preregistration is not locked."""
+    if not path.exists():
+        return "none (not locked)"
+    try:
+        root = json.loads(path.read_text(encoding="utf-8")).get("root", "?")
+    except (OSError, ValueError, AttributeError):
+        root = "unreadable"
+    return f"{path} (root {root})"
+
+
 def _score_versions(analysis: Analysis) -> dict[str, str]:
     sims = analysis.scores.simulations
     columns = [c for c in sims.columns if c.endswith("_version")]
@@ -43,8 +54,9 @@ def run_facts(analysis: Analysis) -> dict[str, str]:
     Returns:
         fact -> value, in display order: the manifest's ``config_sha256``,
         ``config_path``, ``alignbf_version``, ``python``, ``backend``, every manifest key
-        naming a lock, package versions, the prereg path and SHA-256, the inputs used and
-        the measure, index and lexicon versions recorded with the scores.
+        naming a lock, package versions, the prereg path, SHA-256 and lock file (with its
+        root hash), the inputs used and the measure, index and lexicon versions recorded
+        with the scores.
     """
     manifest = _manifest(analysis.run_dir)
     facts = {key: str(manifest[key]) for key in MANIFEST_KEYS if key in manifest}
@@ -54,6 +66,7 @@ def run_facts(analysis: Analysis) -> dict[str, str]:
         facts["packages"] = ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))
     facts["prereg"] = str(analysis.prereg_path)
     facts["prereg_sha256"] = _sha256(analysis.prereg_path)
+    facts["prereg_lock"] = _lock(analysis.prereg_path.with_suffix(".lock.json"))
     for name, path in analysis.inputs.items():
         facts[f"input {name}"] = "not found" if path is None else str(path)
     return facts | _score_versions(analysis)

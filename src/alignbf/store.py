@@ -6,9 +6,11 @@ response, which is also the response cache), ``attempts`` (failed attempts, for
 accounting) and ``deviations``. WAL journal, ``synchronous=FULL``, one writer.
 The schema moves forward only through the named migrations below.
 
-A response is committed before the conversation uses it (group commit: every
-response that arrives in one event-loop pass is written in one transaction); a
-finished simulation's messages and status are committed in one transaction.
+A response is committed before the conversation uses it. Commits of responses run
+in a worker thread (group commit): while one transaction is being made durable the
+event loop keeps receiving responses, and the next transaction takes all of them.
+One lock serialises every use of the single writer connection. A finished
+simulation's messages and status are committed in one transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -111,7 +114,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     else:
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -159,6 +162,7 @@ class Store:
         self.dir = run_dir
         self.path = run_dir / "run.sqlite"
         self._lock_fh: Any = None
+        self._mutex = threading.Lock()
         if readonly:
             if not self.path.exists():
                 raise StoreError(f"{run_dir}: not a run directory (no run.sqlite)")
@@ -173,7 +177,7 @@ class Store:
         self.conn = connect(self.path)
         migrate(self.conn)
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
-        self._flush_scheduled = False
+        self._flusher: asyncio.Task[None] | None = None
 
     def _lock(self) -> None:
         lock_path = self.dir / ".lock"
@@ -196,7 +200,8 @@ class Store:
     def close(self) -> None:
         """Checkpoint, close the database and release the lock."""
         try:
-            self.conn.close()
+            with self._mutex:
+                self.conn.close()
         finally:
             if self._lock_fh is not None:
                 self._lock_fh.close()
@@ -204,20 +209,25 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        """One write transaction, holding the connection lock."""
+        with self._mutex:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
 
     # -- run facts -------------------------------------------------------------------
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._mutex:
+            return self.conn.execute(sql, params).fetchall()
+
     def get(self, key: str) -> str | None:
         """A fact about the run, or None."""
-        row = self.conn.execute("SELECT value FROM run WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._query("SELECT value FROM run WHERE key = ?", (key,))
+        return None if not rows else str(rows[0][0])
 
     def set_fact(self, key: str, value: str) -> None:
         """Record a fact about the run."""
@@ -262,11 +272,11 @@ class Store:
 
     def statuses(self) -> dict[str, str]:
         """sim_id -> status."""
-        return dict(self.conn.execute("SELECT sim_id, status FROM simulations"))
+        return dict(self._query("SELECT sim_id, status FROM simulations"))
 
     def sims_with_calls(self) -> set[str]:
         """Simulations that have at least one cached response."""
-        return {row[0] for row in self.conn.execute("SELECT DISTINCT sim_id FROM calls")}
+        return {row[0] for row in self._query("SELECT DISTINCT sim_id FROM calls")}
 
     def finish(
         self,
@@ -304,38 +314,40 @@ class Store:
     # -- the response cache ----------------------------------------------------------
     def cached(self, cache_key: str) -> tuple[Any, ...] | None:
         """The stored call for a key, or None."""
-        return self.conn.execute(
-            f"SELECT {CALL_COLUMNS} FROM calls WHERE cache_key = ?", (cache_key,)
-        ).fetchone()
+        rows = self._query(f"SELECT {CALL_COLUMNS} FROM calls WHERE cache_key = ?", (cache_key,))
+        return rows[0] if rows else None
 
     async def put_call(self, row: tuple[Any, ...]) -> None:
         """Commit one successful response; returns once it is durable (group commit)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._pending.append((row, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush_loop())
         await future
 
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        self._flush_scheduled = False
-        try:
-            with self.transaction() as c:
-                c.executemany(
-                    f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES ({', '.join('?' * 17)})",
-                    [row for row, _ in batch],
-                )
-        except sqlite3.Error as exc:
-            error = StoreError(f"{self.path}: cannot write ({exc})")
+    def _commit_calls(self, rows: list[tuple[Any, ...]]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                rows,
+            )
+
+    async def _flush_loop(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self._commit_calls, [row for row, _ in batch])
+            except sqlite3.Error as exc:
+                error = StoreError(f"{self.path}: cannot write ({exc})")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            crashpoints.reached("after_commit_before_use")
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(error)
-            return
-        crashpoints.reached("after_commit_before_use")
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
+                    future.set_result(None)
 
     def log_attempt(self, row: tuple[Any, ...]) -> None:
         """Record a failed attempt (sim_id, agent, turn, endpoint, status, detail, latency)."""

@@ -112,12 +112,12 @@ def _fragment(sentence: str) -> str:
 
 
 def _bank(language: str) -> _Bank:
-    return _load_bank(language, assets.path("data", "synthetic", f"{language}.yaml").resolve())
+    return _load_bank(language, assets.root())
 
 
 @cache
-def _load_bank(language: str, path: Path) -> _Bank:
-    data = load_yaml(path)
+def _load_bank(language: str, root: Path) -> _Bank:
+    data = load_yaml(root / "data" / "synthetic" / f"{language}.yaml")
     talk = {k: tuple(data["talk"][k]) for k in KINDS}
     mono = {k: tuple(data["monologue"][k]) for k in KINDS}
     fragments = []
@@ -193,7 +193,9 @@ class SyntheticModel:
         rng = random.Random(f"group:{seed}")
         return {kind: rng.gauss(0.0, sd) for kind, sd in variation}
 
-    def _logits(self, cond: _Condition, model: str, turn: int, heard: str, seed: int) -> list[float]:
+    def _logits(
+        self, cond: _Condition, model: str, turn: int, heard: str, seed: int
+    ) -> list[float]:
         w = self.world
         group = self._group_offsets(seed, tuple(sorted(w.group_variation.items())))
         severity = min(max((turn - 1) / 14, 0.0), 1.0)

@@ -14,7 +14,6 @@ from alignbf.errors import ConfigError
 from alignbf.lexicon import (
     CATEGORIES,
     LANGUAGES,
-    Lexicon,
     TextCounts,
     _default_dir,
     _expand,
@@ -32,17 +31,6 @@ def _cases(language: str) -> dict[str, Any]:
     return data
 
 
-def _scores(lexicon: Lexicon, cases: list[dict[str, Any]], category: str) -> tuple[float, float]:
-    tp = fp = fn = 0
-    for case in cases:
-        predicted = lexicon.count(case["text"]).counts[category] > 0
-        expected = category in case["expect"]
-        tp += predicted and expected
-        fp += predicted and not expected
-        fn += expected and not predicted
-    return tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0
-
-
 @pytest.mark.parametrize("language", list(LANGUAGES))
 def test_case_file_is_large_and_covers_every_category(language: str) -> None:
     cases = _cases(language)["cases"]
@@ -56,13 +44,16 @@ def test_case_file_is_large_and_covers_every_category(language: str) -> None:
 @pytest.mark.parametrize("language", list(LANGUAGES))
 def test_precision_and_recall(language: str, category: str) -> None:
     lexicon = load_lexicon(language)
-    cases = _cases(language)["cases"]
-    precision, recall = _scores(lexicon, cases, category)
-    wrong = [
-        (case["text"], lexicon.count(case["text"]).counts[category])
-        for case in cases
-        if (lexicon.count(case["text"]).counts[category] > 0) != (category in case["expect"])
+    labelled = [
+        (lexicon.count(case["text"]).counts[category] > 0, category in case["expect"], case)
+        for case in _cases(language)["cases"]
     ]
+    hits = sum(predicted and expected for predicted, expected, _ in labelled)
+    predicted_n = sum(predicted for predicted, _, _ in labelled)
+    expected_n = sum(expected for _, expected, _ in labelled)
+    precision = hits / predicted_n if predicted_n else 1.0
+    recall = hits / expected_n if expected_n else 1.0
+    wrong = [case["text"] for predicted, expected, case in labelled if predicted != expected]
     assert precision >= THRESHOLD and recall >= THRESHOLD, (precision, recall, wrong)
 
 
@@ -88,7 +79,7 @@ def test_explain_spans_slice_the_normalised_text(language: str) -> None:
             term = match["term"]
             literal = not term.startswith("re:") and not any(c in term for c in " -*")
             if literal and language not in ("ko", "ar"):
-                assert match["text"] in _expand(lexicon.normalise(term))
+                assert match["text"] in _expand(lexicon.normalise(term.removesuffix("!")))
 
 
 def test_count_returns_every_category_and_units() -> None:
@@ -111,6 +102,11 @@ def test_clause_boundary_stops_negation() -> None:
     assert lexicon.count("No, we will evict her.").counts["coercive"] == 1
     assert lexicon.count("I don't like it but we evict her").counts["coercive"] == 1
     assert lexicon.count("There is no doubt we must evict her.").counts["coercive"] == 1
+
+
+def test_terms_marked_fixed_ignore_negation() -> None:
+    counts = load_lexicon("en").count("There must be no cruelty here.").counts
+    assert counts["protective"] == 1 and counts["coercive"] == 0
 
 
 def test_explain_reports_the_term_and_the_negation() -> None:
