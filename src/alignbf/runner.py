@@ -14,7 +14,7 @@ import asyncio
 import platform
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,57 +166,62 @@ class Runner:
         )
         return completion
 
-    async def _simulate(self, spec: SimSpec, slots: asyncio.Semaphore) -> None:
-        async with slots:
+    async def _converse(self, spec: SimSpec) -> tuple[str, str | None, Conversation]:
+        """Play one simulation; returns its status, error text and the conversation."""
+        conversation = Conversation(spec, load_prompts(spec.language))
+        try:
+            transcript = await conversation.run(self._ask)
+        except BudgetExceeded as exc:
+            self.stop_reason = self.stop_reason or str(exc)
+            return "stopped", str(exc), conversation
+        except ContextLengthError as exc:
+            return "context_length", str(exc), conversation
+        except TransientEndpointError as exc:
+            return "infra_error", str(exc), conversation
+        except asyncio.CancelledError:
+            self.store.mark(spec.sim_id, "stopped", "interrupted")
+            raise
+        return transcript.status(spec.invalid_threshold), None, conversation
+
+    async def _simulate(self, spec: SimSpec) -> None:
+        status, error, conversation = await self._converse(spec)
+        out = conversation.out
+        if status in ("ok", "invalid_output", "context_length"):
+            self.store.finish(
+                spec.sim_id,
+                status,
+                out.rows,
+                format_failures=out.format_failures,
+                replies=out.replies,
+                error=error,
+            )
+        else:
+            self.store.mark(spec.sim_id, status, error)
+        p = self.progress
+        p.done += 1
+        p.statuses[status] = p.statuses.get(status, 0) + 1
+        p.failures += status in ("infra_error", "stopped")
+        self.on_progress(p)
+
+    async def _worker(self, queue: Iterator[SimSpec]) -> None:
+        for spec in queue:
             if self.stop_reason:
                 return
-            conversation = Conversation(spec, load_prompts(spec.language))
-            status, error = "ok", None
-            try:
-                transcript = await conversation.run(self._ask)
-            except BudgetExceeded as exc:
-                self.stop_reason = self.stop_reason or str(exc)
-                status, error = "stopped", str(exc)
-            except ContextLengthError as exc:
-                status, error = "context_length", str(exc)
-            except TransientEndpointError as exc:
-                status, error = "infra_error", str(exc)
-            except asyncio.CancelledError:
-                self.store.mark(spec.sim_id, "stopped", "interrupted")
-                raise
-            if status == "ok":
-                status = transcript.status(spec.invalid_threshold)
-                self.store.finish(
-                    spec.sim_id,
-                    status,
-                    transcript.rows,
-                    format_failures=transcript.format_failures,
-                    replies=transcript.replies,
-                )
-            elif status == "context_length":
-                out = conversation.out
-                self.store.finish(spec.sim_id, status, out.rows, replies=out.replies, error=error)
-            else:
-                self.store.mark(spec.sim_id, status, error)
-            p = self.progress
-            p.done += 1
-            p.statuses[status] = p.statuses.get(status, 0) + 1
-            p.failures += status in ("infra_error", "stopped")
-            self.on_progress(p)
+            await self._simulate(spec)
 
     async def run(self, specs: list[SimSpec]) -> None:
-        """Run every spec not yet finished."""
+        """Run every spec not yet finished, ``concurrency`` simulations at a time."""
         statuses = self.store.statuses()
         todo = [s for s in specs if statuses.get(s.sim_id) not in TERMINAL]
         self._resumable = self.store.sims_with_calls()
         self.progress.total = len(specs)
         self.progress.skipped = len(specs) - len(todo)
         self.on_progress(self.progress)
-        slots = asyncio.Semaphore(self.concurrency)
+        queue = iter(todo)
         try:
             async with asyncio.TaskGroup() as tg:
-                for spec in todo:
-                    tg.create_task(self._simulate(spec, slots))
+                for _ in range(min(self.concurrency, len(todo))):
+                    tg.create_task(self._worker(queue))
         except BaseExceptionGroup as group:
             raise _first_user_error(group) from None
         finally:

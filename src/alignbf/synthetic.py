@@ -162,6 +162,8 @@ def _markers_at(root: Path) -> list[tuple[str, str, str, str, str, tuple[str, ..
 
 
 _CONDITIONS: dict[str, _Condition] = {}
+_CONDITIONS_KEPT = 4096
+"""System prompts remembered; more than the agents of every simulation in flight."""
 
 
 def read_condition(system: str) -> _Condition:
@@ -175,7 +177,7 @@ def read_condition(system: str) -> _Condition:
                 break
         else:
             found = _Condition("en", False, False, "tagged", ())
-        if len(_CONDITIONS) > 100_000:
+        if len(_CONDITIONS) >= _CONDITIONS_KEPT:
             _CONDITIONS.clear()
         _CONDITIONS[system] = found
     return found
