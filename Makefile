@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 check: $(STAMP)
-	$(VENV)/bin/ruff format --check src tests bench
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/mypy src
 
 test: $(STAMP)
@@ -22,8 +22,8 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/alignbf plan study1
-	$(VENV)/bin/alignbf run study1 --backend synthetic --run-dir runs/demo-study1
-	$(VENV)/bin/alignbf analyze runs/demo-study1
+	$(VENV)/bin/alignbf run study1 --backend synthetic
+	$(VENV)/bin/alignbf analyze runs/study1-synthetic-paper
 
 clean:
 	rm -rf $(VENV) runs
