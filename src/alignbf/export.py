@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alignbf.store import Store, write_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def run_status(run_dir: Path) -> dict[str, Any]:
@@ -83,6 +86,14 @@ def transcripts(store: Store) -> list[dict[str, Any]]:
     return out
 
 
+def write_tables(frame: pd.DataFrame, out: Path, name: str) -> list[Path]:
+    """Write a frame as ``<name>.csv`` and ``<name>.parquet`` under ``out``."""
+    csv, parquet = out / f"{name}.csv", out / f"{name}.parquet"
+    frame.to_csv(csv, index=False)
+    frame.to_parquet(parquet, index=False)
+    return [csv, parquet]
+
+
 def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
     """Write ``transcripts.jsonl``, ``messages.csv/.parquet`` and ``calls.csv/.parquet``."""
     import pandas as pd
@@ -99,13 +110,7 @@ def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
             ("calls", "sim_id, turn, agent"),
         ):
             frame = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", store.conn)
-            for suffix in ("csv", "parquet"):
-                path = out / f"{table}.{suffix}"
-                if suffix == "csv":
-                    frame.to_csv(path, index=False)
-                else:
-                    frame.to_parquet(path, index=False)
-                paths.append(path)
+            paths += write_tables(frame, out, table)
     finally:
         store.conn.close()
     return paths

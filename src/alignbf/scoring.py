@@ -16,6 +16,7 @@ import pandas as pd
 
 from alignbf import crashpoints
 from alignbf.errors import AnalysisError
+from alignbf.export import write_tables
 from alignbf.indices import INDICES_VERSION, add_indices
 from alignbf.lexicon import load_lexicon
 from alignbf.measures import (
@@ -122,13 +123,7 @@ def _write(store: Store, sims: pd.DataFrame, agents: pd.DataFrame) -> list[Path]
                 frame.astype(object).where(frame.notna(), None).itertuples(index=False),
             )
     for name, frame in (("simulations", sims), ("agents", agents)):
-        for suffix in ("csv", "parquet"):
-            path = out / f"{name}.{suffix}"
-            if suffix == "csv":
-                frame.to_csv(path, index=False)
-            else:
-                frame.to_parquet(path, index=False)
-            paths.append(path)
+        paths += write_tables(frame, out, name)
     return paths
 
 
