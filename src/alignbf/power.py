@@ -53,6 +53,7 @@ def _pool_config(config_path: Path, study: Study, pool: int, directory: Path) ->
     data["replicates"] = pool
     data["budget"] = {}
     data["prereg"] = None  # the pool is not a registered run; its analysis is done here
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{study.name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
