@@ -39,7 +39,10 @@ def render_plan(plan: Plan) -> None:
     console.print(cells)
     cost = Table(title="Per endpoint (estimates)")
     for col in ("model", "endpoint", "calls", "input tok", "output tok", "cost", "worst case"):
-        cost.add_column(col, justify="left" if col in ("model", "endpoint") else "right")
+        if col in ("model", "endpoint"):
+            cost.add_column(col, overflow="fold")
+        else:
+            cost.add_column(col, justify="right", no_wrap=True)
     for e in plan.endpoints:
         cost.add_row(
             e.model,
