@@ -118,14 +118,25 @@ def attrition_view(attrition: pd.DataFrame, max_rows: int | None = None) -> pd.D
     return frame[keep].astype(str)
 
 
+NARROW = 120
+"""Terminal width below which long text columns are left out of printed tables."""
+
+
 def rich_table(frame: pd.DataFrame, title: str) -> Any:
-    """A rich Table of a text frame; a ``verdict`` column is coloured."""
+    """A rich Table of a text frame; a ``verdict`` column is coloured.
+
+    In a terminal narrower than 120 columns the long text columns (``statement``,
+    ``paper``) are left out; the report and ``--json`` carry them.
+    """
+    from rich.console import Console
     from rich.table import Table
 
+    if Console().width < NARROW:
+        frame = frame.drop(columns=[c for c in ("statement", "paper") if c in frame.columns])
     table = Table(title=title)
     for column in frame.columns:
         wide = column in ("statement", "paper")
-        table.add_column(str(column), overflow="fold", no_wrap=not wide, ratio=4 if wide else None)
+        table.add_column(str(column), overflow="fold", ratio=4 if wide else None)
     for row in frame.itertuples(index=False):
         cells = [fmt(v) for v in row]
         if "verdict" in frame.columns:
