@@ -11,7 +11,10 @@ individuation) and the conformity:individuation ratio.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,8 +27,47 @@ MEASURES_VERSION = "1.0.0"
 CHANNELS = ("talk", "monologue", "whisper")
 
 
+PARALLEL_FROM = 20_000
+"""Messages from which counting is spread over every core (forked workers)."""
+_SHARED: list[tuple[str, int, str, str, str]] = []
+
+
+def _count_slice(bounds: tuple[int, int]) -> list[tuple[int, ...]]:
+    """Counts of ``_SHARED[start:stop]``: units, the four categories, protective-in-harmony."""
+    lexicons: dict[str, Any] = {}
+    out = []
+    for _, _, _, language, text in _SHARED[bounds[0] : bounds[1]]:
+        lex = lexicons.get(language)
+        if lex is None:
+            lex = lexicons[language] = load_lexicon(language)
+        counted = lex.count(text)
+        c = counted.counts
+        hits = tuple(c[k] for k in CATEGORIES)
+        out.append((counted.units, *hits, c["protective"] if c["conformity"] else 0))
+    return out
+
+
+def _counts(rows: list[tuple[str, int, str, str, str]]) -> list[tuple[int, ...]]:
+    global _SHARED
+    workers = os.cpu_count() or 1
+    if len(rows) < PARALLEL_FROM or workers == 1 or "fork" not in mp.get_all_start_methods():
+        _SHARED = rows
+        try:
+            return _count_slice((0, len(rows)))
+        finally:
+            _SHARED = []
+    step = -(-len(rows) // (4 * workers))
+    _SHARED = rows  # inherited by the forked workers, never pickled
+    try:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            parts = pool.map(_count_slice, [(i, i + step) for i in range(0, len(rows), step)])
+            return [row for part in parts for row in part]
+    finally:
+        _SHARED = []
+
+
 def count_messages(rows: Iterable[tuple[str, int, str, str, str]]) -> pd.DataFrame:
-    """Count every message.
+    """Count every message (on every core when there are many).
 
     Args:
         rows: (sim_id, agent, channel, language, text) tuples, facility events excluded.
@@ -34,26 +76,11 @@ def count_messages(rows: Iterable[tuple[str, int, str, str, str]]) -> pd.DataFra
         One row per message: ``sim_id, agent, channel, units`` and one column per category,
         plus ``protective_in_harmony`` (protective hits in a message with conformity hits).
     """
-    out: dict[str, list[Any]] = {k: [] for k in ("sim_id", "agent", "channel", "units")}
-    for c in CATEGORIES:
-        out[c] = []
-    out["protective_in_harmony"] = []
-    lexicons: dict[str, Any] = {}
-    for sim_id, agent, channel, language, text in rows:
-        lex = lexicons.get(language)
-        if lex is None:
-            lex = lexicons[language] = load_lexicon(language)
-        counted = lex.count(text)
-        out["sim_id"].append(sim_id)
-        out["agent"].append(agent)
-        out["channel"].append(channel)
-        out["units"].append(counted.units)
-        for c in CATEGORIES:
-            out[c].append(counted.counts[c])
-        out["protective_in_harmony"].append(
-            counted.counts["protective"] if counted.counts["conformity"] else 0
-        )
-    return pd.DataFrame(out)
+    rows = list(rows)
+    columns = ["units", *CATEGORIES, "protective_in_harmony"]
+    counts = pd.DataFrame(_counts(rows), columns=columns, dtype="int64")
+    ids = pd.DataFrame([(r[0], r[1], r[2]) for r in rows], columns=["sim_id", "agent", "channel"])
+    return pd.concat([ids, counts], axis=1)
 
 
 def _aggregate(
