@@ -24,7 +24,6 @@ Decision rules (:meth:`Hypothesis.decide`), with ``null`` the estimator's null v
 
 from __future__ import annotations
 
-import difflib
 import math
 import types
 import typing
@@ -34,6 +33,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alignbf.errors import ConfigError
+from alignbf.study import phrase
 from alignbf.yamlfile import load_yaml
 
 Direction = Literal["positive", "negative", "not_positive", "equivalent"]
@@ -323,22 +323,9 @@ def _walk(loc: tuple[Any, ...]) -> tuple[str, list[type[BaseModel]]]:
 
 
 def _describe(error: Any) -> str:
-    """One phrase for one pydantic error: field path, problem, suggestion."""
-    loc = tuple(error["loc"])
-    where, models = _walk(loc)
-    if error["type"] == "extra_forbidden":
-        fields = sorted({f for m in models for f in m.model_fields})
-        close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f" (accepted: {', '.join(fields)})"
-        return f"{where}: unknown field{hint}"
-    if error["type"] == "missing":
-        return f"{where}: required field is missing"
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    if not loc:
-        return msg
-    shown = error.get("input")
-    got = "" if isinstance(shown, (dict, list)) or shown is None else f" (got {shown!r})"
-    return f"{where}: {msg}{got}"
+    """One phrase for one pydantic error, with paths through the estimator union."""
+    where, models = _walk(tuple(error["loc"]))
+    return phrase(error, where, sorted({f for m in models for f in m.model_fields}))
 
 
 def parse_prereg(data: dict[str, Any], source: Path | str) -> Prereg:

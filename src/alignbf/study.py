@@ -202,12 +202,14 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
-def _describe(error: Any, root: type[BaseModel] | None = None) -> str:
-    """One phrase for one pydantic error: field path, problem, accepted values."""
+def phrase(error: Any, where: str, fields: list[str]) -> str:
+    """One phrase for one pydantic error, given its readable path and the fields accepted there.
+
+    Unknown fields get a "did you mean" suggestion (or the accepted names); other errors
+    show the problem and the value given.
+    """
     loc = tuple(error["loc"])
-    where = _location(loc)
     if error["type"] == "extra_forbidden":
-        fields = _fields_at(root or Study, loc)
         close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
         hint = ""
         if close:
@@ -215,12 +217,20 @@ def _describe(error: Any, root: type[BaseModel] | None = None) -> str:
         elif fields:
             hint = f" (accepted: {', '.join(fields)})"
         return f"{where}: unknown field{hint}"
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] in ("missing",):
+    if error["type"] == "missing":
         return f"{where}: required field is missing"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if not loc:
+        return msg
     shown = error.get("input")
     got = "" if isinstance(shown, (dict, list)) or shown is None else f" (got {shown!r})"
     return f"{where}: {msg}{got}"
+
+
+def _describe(error: Any, root: type[BaseModel] | None = None) -> str:
+    """One phrase for one pydantic error: field path, problem, accepted values."""
+    loc = tuple(error["loc"])
+    return phrase(error, _location(loc), _fields_at(root or Study, loc))
 
 
 def parse_study(data: dict[str, Any], source: Path | str) -> Study:
