@@ -1,14 +1,19 @@
 """HTTP overhead of the alignbf runner and client, beside a plain openai SDK loop.
 
 Starts ``alignbf serve-synthetic --latency-ms L``, runs a study of about N calls
-through ``run_study`` with C simulations in flight (turns are sequential, so C
-simulations are C calls in flight), then replays the very same requests through
-``openai.AsyncOpenAI`` under ``asyncio.Semaphore(C)``. For each:
+through ``run_study`` with C simulations in flight (an agent speaks after the one
+before it, so C simulations are C calls in flight), then replays the very same
+requests through ``openai.AsyncOpenAI`` under ``asyncio.Semaphore(C)``. For each:
 
 * efficiency = (N x L / C) / wall time (1.0 = no overhead beyond the server's latency);
 * client CPU per call = process CPU time / N (the server runs in another process).
 
-Run from the repository root: ``python bench/http_runner.py [--calls 2048]``. The last
+Simulations have the shape of the paper's studies (10 agents, 15 turns: 150 calls
+each), so the default N = 9600 is one wave of C = 64 simulations; ``--agents 4
+--turns 4 --calls 2048`` gives short conversations, where the one-time costs (the
+first call to an endpoint goes alone, store set-up) weigh more.
+
+Run from the repository root: ``python bench/http_runner.py [--calls N]``. The last
 line is the headline. A benchmark prints numbers; it never passes or fails.
 """
 
@@ -28,11 +33,10 @@ from alignbf.backend import ChatRequest, Completion
 from alignbf.client import endpoints_backend
 from alignbf.runner import run_study
 
-CALLS_PER_SIM = 16  # 4 agents x 4 turns
 STUDY = """
 name: bench-http
-agents: {{count: 4, target: 4}}
-conversation: {{turns: 4}}
+agents: {{count: {agents}, target: {agents}}}
+conversation: {{turns: {turns}}}
 factors:
   alignment_ratios: [0.0, 1.0]
   languages: [en, ja]
@@ -68,12 +72,19 @@ def start_server(latency_ms: float) -> tuple[subprocess.Popen[str], str]:
     return process, line.split()[-1]
 
 
-def write_study(work: Path, url: str, calls: int, concurrency: int) -> Path:
-    """A study of ``calls`` calls in whole waves of ``concurrency`` simulations."""
-    sims = max(concurrency, round(calls / CALLS_PER_SIM / concurrency) * concurrency)
+def write_study(
+    work: Path, url: str, calls: int, concurrency: int, agents: int = 10, turns: int = 15
+) -> Path:
+    """A study of about ``calls`` calls in whole waves of ``concurrency`` simulations."""
+    per_sim = agents * turns
+    sims = max(concurrency, round(calls / per_sim / concurrency) * concurrency)
     (work / "endpoints.yaml").write_text(ENDPOINTS.format(url=url, concurrency=concurrency))
     study = work / "study.yaml"
-    study.write_text(STUDY.format(replicates=sims // 4, endpoints=work / "endpoints.yaml"))
+    study.write_text(
+        STUDY.format(
+            agents=agents, turns=turns, replicates=sims // 4, endpoints=work / "endpoints.yaml"
+        )
+    )
     return study
 
 
@@ -126,7 +137,9 @@ def run_sdk(url: str, requests: list[ChatRequest], concurrency: int) -> tuple[fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=2048)
+    parser.add_argument("--calls", type=int, default=9600)
+    parser.add_argument("--agents", type=int, default=10)
+    parser.add_argument("--turns", type=int, default=15)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=200.0)
     args = parser.parse_args()
@@ -134,7 +147,7 @@ def main() -> None:
     server, url = start_server(args.latency_ms)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            study = write_study(Path(tmp), url, args.calls, c)
+            study = write_study(Path(tmp), url, args.calls, c, args.agents, args.turns)
             n, wall, cpu, sent = run_alignbf(study, Path(tmp) / "run", c)
             sdk_wall, sdk_cpu = run_sdk(url, sent, c)
     finally:
@@ -142,7 +155,10 @@ def main() -> None:
         server.wait()
     ideal = n * latency / c
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"calls={n} concurrency={c} latency_ms={args.latency_ms:g} ideal_wall_s={ideal:.2f}")
+    print(
+        f"calls={n} concurrency={c} latency_ms={args.latency_ms:g} ideal_wall_s={ideal:.2f} "
+        f"agents={args.agents} turns={args.turns}"
+    )
     print(f"machine: {os.cpu_count()} cpus, load average {load} (other work skews both sides)")
     print(f"alignbf: wall_s={wall:.2f} cpu_s={cpu:.2f}")
     print(f"openai sdk: wall_s={sdk_wall:.2f} cpu_s={sdk_cpu:.2f}")

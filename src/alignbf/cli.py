@@ -344,6 +344,15 @@ def serve_synthetic(
         Path | None, typer.Option(help="Also append the ledger here (JSONL).")
     ] = None,
     stall_s: Annotated[float, typer.Option(min=0, help="How long a stall fault lasts.")] = 30.0,
+    storm_s: Annotated[
+        float, typer.Option(min=0, help="Answer every chat request 429 for this long.")
+    ] = 0.0,
+    storm_at_s: Annotated[
+        float, typer.Option(min=0, help="When the storm starts, after the first chat request.")
+    ] = 0.0,
+    storm_retry_after_s: Annotated[
+        int, typer.Option(min=0, help="Retry-After of the storm's 429s.")
+    ] = 2,
 ) -> None:
     """Serve the synthetic model as an OpenAI-compatible API, with faults (tests, benchmarks)."""
     from contextlib import suppress
@@ -356,15 +365,18 @@ def serve_synthetic(
         sys.stdout.flush()
 
     options = ServerOptions(
-        host,
-        port,
-        latency_ms,
-        fault_rate,
-        fault_seed,
-        parse_fault_kinds(fault_kinds),
-        world,
-        ledger,
-        stall_s,
+        host=host,
+        port=port,
+        latency_ms=latency_ms,
+        fault_rate=fault_rate,
+        fault_seed=fault_seed,
+        fault_kinds=parse_fault_kinds(fault_kinds),
+        world=world,
+        ledger=ledger,
+        stall_s=stall_s,
+        storm_s=storm_s,
+        storm_at_s=storm_at_s,
+        storm_retry_after_s=storm_retry_after_s,
     )
     with suppress(KeyboardInterrupt):
         serve(options, ready)

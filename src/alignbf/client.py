@@ -29,7 +29,7 @@ from alignbf.errors import (
     TransientEndpointError,
 )
 from alignbf.keys import quiet_http_loggers, read_key
-from alignbf.ratelimit import estimate_tokens
+from alignbf.ratelimit import ConcurrencySummary, estimate_tokens
 from alignbf.responses import parse_completion
 from alignbf.retry import (
     Refused,
@@ -130,7 +130,7 @@ class OpenAIBackend:
     async def _attempt(
         self, route: Route, payload: bytes, estimate: int, started: float
     ) -> Completion:
-        async with route.limiter.slot(estimate) as settle:
+        async with route.limiter.slot(estimate) as slot:
             remaining = self.policy.deadline_s - (time.monotonic() - started)
             t0 = time.monotonic()
             async with asyncio.timeout(max(min(route.attempt_deadline_s, remaining), 0.001)):
@@ -146,6 +146,8 @@ class OpenAIBackend:
                     key_env=route.endpoint.api_key_env,
                     cap_s=self.policy.retry_after_cap_s,
                 )
+                if status == 429 and isinstance(error, RetryableError):
+                    slot.throttled(error.retry_after)
                 if isinstance(error, Refused):
                     return Completion(
                         text="",
@@ -160,7 +162,7 @@ class OpenAIBackend:
                 completion.prompt_tokens, completion.completion_tokens
             )
             used = completion.prompt_tokens + completion.completion_tokens
-            settle(used or estimate)
+            slot.settle(used or estimate)
             return completion
 
     def _report(self, route: Route, request: ChatRequest, exc: Exception, latency: float) -> None:
@@ -170,6 +172,11 @@ class OpenAIBackend:
         self.on_attempt_failed(
             request.sim_id, request.agent, request.turn, route.endpoint_id, label, detail, latency
         )
+
+    def throttled(self) -> dict[str, ConcurrencySummary]:
+        """Endpoints whose concurrency 429s cut during this run: endpoint id -> summary."""
+        summaries = {r.endpoint_id: r.limiter.connections.summary() for r in self.routes.values()}
+        return {name: s for name, s in summaries.items() if s.cuts}
 
     async def aclose(self) -> None:
         """Close every endpoint's connections."""

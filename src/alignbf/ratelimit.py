@@ -4,14 +4,20 @@ Each attempt takes a connection slot, one request from the requests/min bucket
 and an estimate of its tokens (prompt characters / 4 + ``max_tokens``) from the
 tokens/min bucket; once the response is in, the reservation is settled against
 the real usage, so the bucket tracks what the provider counts.
+
+The number of connection slots adapts (AIMD): a 429 halves it and pauses the
+endpoint for the server's ``Retry-After``; successes win the slots back one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 BURST_SECONDS = 10.0
 """A bucket holds at most this many seconds' worth of its rate, so a start is not one burst."""
@@ -56,6 +62,102 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + amount)
 
 
+class Concurrency:
+    """How many requests may be in flight at one endpoint: AIMD between 1 and a maximum.
+
+    * A rate-limit answer (429) halves the limit, once per round of requests: only a
+      429 to a request sent after the last cut cuts again (as TCP cuts once per
+      window), so a burst of 429s to requests already in flight counts once. Its
+      ``Retry-After`` pauses the endpoint: no new request starts before it has passed.
+    * Each success adds ``1 / limit``: about one more slot per round of successes.
+    * Server errors and timeouts leave the limit alone; they say nothing about the rate.
+
+    Waiters are served first come, first served.
+    """
+
+    def __init__(self, maximum: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.lowest = float(maximum)
+        self.cuts = 0
+        self.in_flight = 0
+        self.paused_until = -math.inf
+        self._cut_at = -math.inf
+        self._clock = clock
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _free(self) -> bool:
+        return self.in_flight < int(self.limit) and self._clock() >= self.paused_until
+
+    async def acquire(self) -> float:
+        """Wait for a slot; returns the time the request may start (for ``throttled``)."""
+        if not self._waiters and self._free():
+            self.in_flight += 1
+            return self._clock()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.in_flight -= 1  # granted, then cancelled: hand the slot on
+            else:
+                self._waiters.remove(waiter)
+            self._wake()
+            raise
+        return self._clock()
+
+    def release(self) -> None:
+        """A request is over (whatever its outcome)."""
+        self.in_flight -= 1
+        self._wake()
+
+    def succeeded(self) -> None:
+        """A request got its answer: grow the limit by ``1 / limit``."""
+        self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+
+    def throttled(self, started: float, retry_after: float | None) -> None:
+        """A request started at ``started`` got a 429 (with the server's wait, if any)."""
+        now = self._clock()
+        if started > self._cut_at:
+            self.limit = max(1.0, self.limit / 2.0)
+            self.lowest = min(self.lowest, self.limit)
+            self.cuts += 1
+            self._cut_at = now
+        if retry_after:
+            self.paused_until = max(self.paused_until, now + retry_after)
+
+    def _wake(self) -> None:
+        while self._waiters and self._free():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+        if self._waiters and self._timer is None and self._clock() < self.paused_until:
+            delay = self.paused_until - self._clock()
+            self._timer = asyncio.get_running_loop().call_later(delay, self._resume)
+
+    def _resume(self) -> None:
+        self._timer = None
+        self._wake()
+
+    def summary(self) -> ConcurrencySummary:
+        """The limit's history in brief, for the run's record."""
+        return ConcurrencySummary(self.maximum, self.lowest, self.limit, self.cuts)
+
+
+@dataclass(frozen=True)
+class ConcurrencySummary:
+    """Maximum, lowest and final concurrency limit of an endpoint, and how often 429s cut it."""
+
+    maximum: int
+    lowest: float
+    final: float
+    cuts: int
+
+
 class EndpointLimiter:
     """The limits of one endpoint: a connection semaphore and optional rate buckets."""
 
@@ -65,29 +167,47 @@ class EndpointLimiter:
         requests_per_minute: int | None = None,
         tokens_per_minute: int | None = None,
     ) -> None:
-        self.connections = asyncio.Semaphore(max_connections)
+        self.connections = Concurrency(max_connections)
         self.requests = TokenBucket(requests_per_minute) if requests_per_minute else None
         self.tokens = TokenBucket(tokens_per_minute) if tokens_per_minute else None
 
     @asynccontextmanager
-    async def slot(self, estimated_tokens: int) -> AsyncIterator[Callable[[int], None]]:
+    async def slot(self, estimated_tokens: int) -> AsyncIterator[Slot]:
         """Hold a connection and a rate reservation for one attempt.
 
-        Yields a ``settle(actual_tokens)`` callable; an attempt that never calls it
-        keeps its whole reservation (a failed attempt may still have been counted).
+        Yields the attempt's ``Slot``: ``settle(actual_tokens)`` once the usage is
+        known (an attempt that never calls it keeps its whole reservation: a failed
+        attempt may still have been counted), ``throttled(retry_after)`` on a 429.
         """
-        tokens = self.tokens
-
-        def settle(actual_tokens: int) -> None:
-            if tokens is not None:
-                tokens.give_back(estimated_tokens - actual_tokens)
-
-        async with self.connections:
+        connections = self.connections
+        started = await connections.acquire()
+        try:
             if self.requests is not None:
                 await self.requests.take(1)
-            if tokens is not None:
-                await tokens.take(estimated_tokens)
-            yield settle
+            if self.tokens is not None:
+                await self.tokens.take(estimated_tokens)
+            yield Slot(self, estimated_tokens, started)
+        finally:
+            connections.release()
+
+
+class Slot:
+    """One attempt's hold on an endpoint's limits."""
+
+    __slots__ = ("_limiter", "estimate", "started")
+
+    def __init__(self, limiter: EndpointLimiter, estimate: int, started: float) -> None:
+        self._limiter, self.estimate, self.started = limiter, estimate, started
+
+    def settle(self, actual_tokens: int) -> None:
+        """The answer came: return the unused token reservation and grow the limit."""
+        if self._limiter.tokens is not None:
+            self._limiter.tokens.give_back(self.estimate - actual_tokens)
+        self._limiter.connections.succeeded()
+
+    def throttled(self, retry_after: float | None) -> None:
+        """The endpoint answered 429: cut the concurrency and pause for ``retry_after``."""
+        self._limiter.connections.throttled(self.started, retry_after)
 
 
 def estimate_tokens(messages: tuple[dict[str, str], ...], max_tokens: int) -> int:

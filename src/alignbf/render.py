@@ -104,6 +104,11 @@ def render_run(result: RunResult) -> None:
         f"{statuses}); {p.calls:,} calls, {p.cache_hits:,} replayed from cache, "
         f"{p.tokens:,} tokens, cost {money(p.cost_usd) if not p.cost_unknown else 'unknown'}"
     )
+    for endpoint, t in result.throttled.items():
+        console.print(
+            f"[yellow]{endpoint}: rate-limited (HTTP 429); concurrency was cut {t.cuts} time(s), "
+            f"from {t.maximum} to as low as {t.lowest:g}, and was {t.final:.3g} at the end[/]"
+        )
     if result.stopped:
         console.print(
             f"[yellow]stopped early ({result.stopped}); run the same command again to resume[/]"

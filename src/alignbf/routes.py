@@ -1,13 +1,12 @@
 """A route: everything needed to send one request to one endpoint, and the exchange itself.
 
-A route's connections are *lanes*: up to ``max_connections`` httpx transports of
-one keep-alive connection each (``httpx.Limits(max_connections=1)``), reused
-last-in first-out, all with explicit ``httpx.Timeout`` values. One pool of N
-connections costs O(N) to O(N^2) per request in httpcore's bookkeeping, which at
-64 connections outweighed everything else the client does; lanes keep it O(1).
-Requests go to the transport directly: no redirects are followed (a 3xx is a
-configuration error, so Authorization never travels to another origin), no
-cookies are kept, and the response is read incrementally up to a byte cap.
+A route's connections are *lanes*: up to ``max_connections`` ``wire.Lane``
+transports of one keep-alive HTTP/1.1 connection each, reused last-in first-out,
+with explicit ``httpx.Timeout`` values on every request. Requests go to the lane
+directly: no redirects are followed (a 3xx is a configuration error, so
+Authorization never travels to another origin), no cookies are kept, no
+compression is asked for, and the response is read incrementally up to a byte cap.
+Tests may give a route a fixed ``httpx`` transport (``httpx.MockTransport``) instead.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from alignbf.endpoints import Endpoint
 from alignbf.errors import EndpointError
 from alignbf.ratelimit import EndpointLimiter
 from alignbf.retry import RetryableError, env_number
+from alignbf.wire import Lane
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -66,13 +66,9 @@ class Route:
             return self.idle.pop()
         if self.transport is not None:
             return self.transport
-        if self._tls is None:
+        if self._tls is None and self.endpoint.base_url.startswith("https:"):
             self._tls = httpx.create_ssl_context(trust_env=False)
-        lane = httpx.AsyncHTTPTransport(
-            verify=self._tls,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-        )
+        lane = Lane(self._tls)
         self.lanes.append(lane)
         return lane
 

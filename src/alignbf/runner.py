@@ -11,6 +11,8 @@ replay their cached responses at no cost before continuing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import platform
 import signal
 import time
@@ -63,6 +65,8 @@ class RunResult:
     progress: Progress
     stopped: str | None = None
     """Why the run stopped early (``interrupted``, ``budget: …``), or None."""
+    throttled: dict[str, Any] = field(default_factory=dict)
+    """Endpoints whose concurrency 429s cut: endpoint id -> ``ConcurrencySummary``."""
 
     @property
     def complete(self) -> bool:
@@ -353,7 +357,12 @@ def run_study(
         stopped = "interrupted" if interrupted else runner.stop_reason
         if stopped:
             store.add_deviation("stopped", stopped)
-        return RunResult(run_dir, runner.progress, stopped)
+        throttled = backend.throttled() if hasattr(backend, "throttled") else {}
+        if throttled:
+            store.set_fact(
+                "throttled", json.dumps({k: dataclasses.asdict(v) for k, v in throttled.items()})
+            )
+        return RunResult(run_dir, runner.progress, stopped, throttled)
     finally:
         store.close()
 

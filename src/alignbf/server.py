@@ -6,16 +6,19 @@ stalls and short bodies need a raw socket. Routes:
 
 * ``POST /v1/chat/completions``: the synthetic model's reply, deterministic per request;
 * ``GET /v1/models``: one model;
-* ``GET /_ledger``: one entry per chat request (time, fingerprint = sha256 of the
-  canonical body, attempt number per fingerprint, fault, status, billed tokens,
-  whether a valid completion was delivered, sha256 of the Authorization header and
-  of the delivered content). The ledger never holds a header value.
+* ``GET /_ledger``: one entry per chat request (arrival time, time answered,
+  fingerprint = sha256 of the canonical body, attempt number per fingerprint,
+  fault, status, billed tokens, whether a valid completion was delivered, sha256
+  of the Authorization header and of the delivered content). The ledger never
+  holds a header value.
 
 Transient faults are drawn from ``hash(fault_seed, fingerprint, attempt_no)`` at
 ``fault_rate``, at most ``MAX_CONSECUTIVE`` in a row per fingerprint, so the
 schedule does not depend on timing and a correct client always gets through.
-Permanent kinds in ``fault_kinds`` apply to every request. Error bodies echo the
-Authorization header on purpose: a client must not pass it on.
+Permanent kinds in ``fault_kinds`` apply to every request. A *storm* answers
+every chat request 429 with ``Retry-After: storm_retry_after_s`` from
+``storm_at_s`` to ``storm_at_s + storm_s`` seconds after the first chat request.
+Error bodies echo the Authorization header on purpose: a client must not pass it on.
 """
 
 from __future__ import annotations
@@ -60,6 +63,12 @@ class ServerOptions:
     ledger: Path | None = None
     stall_s: float = 30.0
     """How long a stalled request stays silent before the connection is closed."""
+    storm_s: float = 0.0
+    """How long the storm lasts (every chat request gets a 429)."""
+    storm_at_s: float = 0.0
+    """When the storm starts, in seconds after the first chat request."""
+    storm_retry_after_s: int = 2
+    """The ``Retry-After`` of the storm's 429s."""
 
 
 @dataclass
@@ -144,6 +153,7 @@ class SyntheticServer:
         self.faults = FaultPlan(options.fault_rate, options.fault_seed, options.fault_kinds)
         self.ledger = Ledger(options.ledger)
         self.attempts: dict[str, int] = {}
+        self.first_request: float | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection until the client closes it or a fault drops it."""
@@ -179,7 +189,11 @@ class SyntheticServer:
             return await _send(writer, response(400, error_body("bad_request", "")))
         fp = fingerprint(body)
         self.attempts[fp] = attempt = self.attempts.get(fp, 0) + 1
-        fault = self.faults.pick(fp, attempt)
+        if self.first_request is None:
+            self.first_request = arrived
+        since = arrived - self.first_request - self.options.storm_at_s
+        storm = 0 <= since < self.options.storm_s
+        fault = "storm" if storm else self.faults.pick(fp, attempt)
         auth = request.headers.get("authorization")
         entry: dict[str, Any] = {
             "time": time.time(),
@@ -191,6 +205,7 @@ class SyntheticServer:
             "delivered": False,
             "content_sha256": None,
             "auth_sha256": _sha(auth) if auth is not None else None,
+            "answered": None,
         }
         self.ledger.open(entry)
         try:
@@ -213,10 +228,15 @@ class SyntheticServer:
         if fault == "stall":
             await asyncio.sleep(self.options.stall_s)
             return False
+        if fault == "storm":
+            await self._latency(arrived)
+            entry["status"], entry["answered"] = 429, time.time()
+            headers = {"Retry-After": str(self.options.storm_retry_after_s)}
+            return await _send(writer, response(429, error_body("429", auth), headers))
         if fault in PERMANENT or fault in ("429", "500", "503"):
             await self._latency(arrived)
             status, headers = _error_status(fault)
-            entry["status"] = status
+            entry["status"], entry["answered"] = status, time.time()
             return await _send(writer, response(status, error_body(fault, auth), headers))
         text, payload = self._completion(chat)
         entry["billed_tokens"] = payload["usage"]["total_tokens"]
@@ -225,7 +245,7 @@ class SyntheticServer:
             writer.transport.abort()
             return False
         raw = json.dumps(payload, ensure_ascii=False).encode()
-        entry["status"] = 200
+        entry["status"], entry["answered"] = 200, time.time()
         if fault == "truncated":
             cut = raw[: len(raw) // 2]
             return await _send(writer, response(200, cut))

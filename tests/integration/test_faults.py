@@ -7,12 +7,15 @@ the server's ledger is the ground truth for requests sent, attempts and billing.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import shutil
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +137,49 @@ def test_sigkill_over_http_then_resume(
     conn = db(run_dir)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert dict(conn.execute("SELECT status, count(*) FROM simulations GROUP BY 1")) == {"ok": 8}
+
+
+def test_429_storm_cuts_concurrency_pauses_and_recovers(
+    reference: bytes, world: tuple[str, str], serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    """P-storm: every request gets 429 (Retry-After: 1) for 3 s in mid-run, then none."""
+    server = serve("--latency-ms", "150", "--storm-at-s", "0.4", "--storm-s", "3",
+                   "--storm-retry-after-s", "1", *world)  # fmt: skip
+    code, out, err = run_smoke(server, tmp_path / "run")
+    assert code == 0, err
+    assert transcripts(tmp_path / "run") == reference
+    ledger = server.ledger()
+    storm = [e for e in ledger if e["fault"] == "storm"]
+    assert storm, "the run ended before the storm"
+
+    # no attempt is sent before the Retry-After of the 429 before it has passed
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for e in ledger:
+        by_request.setdefault(e["fingerprint"], []).append(e)
+    gaps = [
+        later["time"] - earlier["answered"]
+        for attempts in by_request.values()
+        for earlier, later in itertools.pairwise(attempts)
+        if earlier["fault"] == "storm"
+    ]
+    assert gaps and min(gaps) >= 1.0 - 0.002, min(gaps)
+
+    # AIMD: 4 requests are in flight when the storm starts (the endpoint's
+    # max_connections); each round of 429s halves the limit and the endpoint waits
+    # out Retry-After, so the 3 s storm sees 4 + 2 + 1 requests (+1 for timing).
+    # Without the cut it would see 4 a second (12), and without the pause more.
+    assert len(storm) <= 4 + 2 + 1 + 1, len(storm)
+    with db(tmp_path / "run") as conn:
+        throttled = json.loads(
+            conn.execute("SELECT value FROM run WHERE key = 'throttled'").fetchone()[0]
+        )
+    (summary,) = throttled.values()
+    assert summary["cuts"] >= 2 and summary["lowest"] <= 4
+    assert summary["final"] > summary["lowest"], "the limit did not recover after the storm"
+    assert "rate-limited (HTTP 429)" in out
+    windows = Counter(int(e["time"] * 10) for attempts in by_request.values() for e in attempts[1:])
+    print(
+        f"\nstorm: {len(storm)} requests answered 429; concurrency {summary}; "
+        f"most retries arriving in one 100 ms window: {max(windows.values())} "
+        f"of {sum(windows.values())}"
+    )

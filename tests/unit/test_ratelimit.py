@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from alignbf.ratelimit import EndpointLimiter, TokenBucket, estimate_tokens
+from alignbf.ratelimit import Concurrency, EndpointLimiter, TokenBucket, estimate_tokens
 
 
 class Clock:
@@ -62,3 +62,107 @@ def test_limiter_holds_at_most_max_connections() -> None:
 def test_estimate_is_prompt_chars_over_four_plus_max_tokens() -> None:
     messages = ({"role": "system", "content": "x" * 40}, {"role": "user", "content": "y" * 8})
     assert estimate_tokens(messages, 100) == 112
+
+
+def test_settle_returns_unused_tokens_and_grows_the_limit() -> None:
+    limiter = EndpointLimiter(4, tokens_per_minute=6000)
+    limiter.connections.limit = 2.0
+
+    async def main() -> None:
+        async with limiter.slot(300) as slot:
+            slot.settle(100)
+
+    asyncio.run(main())
+    assert limiter.tokens is not None and limiter.tokens.level == pytest.approx(1000 - 100, abs=1)
+    assert limiter.connections.limit == 2.5 and limiter.connections.in_flight == 0
+
+
+def test_429s_to_one_round_of_requests_cut_the_limit_once() -> None:
+    clock = Clock()
+    limit = Concurrency(16, clock)
+    limit.throttled(started=0.0, retry_after=None)
+    limit.throttled(started=0.0, retry_after=None)  # sent before the cut: same round
+    assert (limit.limit, limit.cuts) == (8.0, 1)
+    clock.now = 1.0
+    limit.throttled(started=0.5, retry_after=None)  # sent after the cut: a new round
+    assert (limit.limit, limit.cuts, limit.lowest) == (4.0, 2, 4.0)
+    for _ in range(5):
+        limit.throttled(started=clock.now, retry_after=None)
+        clock.now += 1
+    assert limit.limit == 1.0  # never below one
+
+
+def test_successes_win_back_about_one_slot_per_round_up_to_the_maximum() -> None:
+    limit = Concurrency(8)
+    limit.limit = 2.0
+    for _ in range(2):
+        limit.succeeded()
+    assert limit.limit == pytest.approx(2.9)  # 2 + 1/2 + 1/2.5
+    for _ in range(1000):
+        limit.succeeded()
+    assert limit.limit == 8.0 and limit.summary().lowest == 8.0
+
+
+def test_a_cut_limit_holds_requests_back_in_arrival_order() -> None:
+    limit = Concurrency(4)
+    order: list[int] = []
+
+    async def one(i: int, hold: float) -> None:
+        await limit.acquire()
+        order.append(i)
+        await asyncio.sleep(hold)
+        limit.release()
+
+    async def main() -> int:
+        limit.throttled(started=0.0, retry_after=None)
+        limit.throttled(started=limit._clock(), retry_after=None)  # now 1 slot
+        async with asyncio.TaskGroup() as tg:
+            for i in range(5):
+                tg.create_task(one(i, 0.01))
+            await asyncio.sleep(0.005)
+            peak = limit.in_flight
+        return peak
+
+    assert asyncio.run(main()) == 1
+    assert order == [0, 1, 2, 3, 4] and limit.in_flight == 0
+
+
+def test_retry_after_pauses_every_new_request_until_it_has_passed() -> None:
+    limit = Concurrency(8)
+    starts: list[float] = []
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        limit.throttled(started=limit._clock(), retry_after=0.2)
+
+        async def one() -> None:
+            await limit.acquire()
+            starts.append(loop.time() - t0)
+            limit.release()
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(3):
+                tg.create_task(one())
+        return loop.time() - t0
+
+    asyncio.run(main())
+    assert len(starts) == 3 and min(starts) >= 0.2
+
+
+def test_a_waiter_cancelled_after_its_slot_was_granted_hands_it_on() -> None:
+    limit = Concurrency(1)
+
+    async def main() -> None:
+        await limit.acquire()
+        waiter = asyncio.create_task(limit.acquire())
+        second = asyncio.create_task(limit.acquire())
+        await asyncio.sleep(0)
+        limit.release()  # grants the slot to ``waiter`` ...
+        waiter.cancel()  # ... which is cancelled before it runs
+        await asyncio.wait_for(second, 1)
+        assert limit.in_flight == 1
+        limit.release()
+
+    asyncio.run(main())
+    assert limit.in_flight == 0
