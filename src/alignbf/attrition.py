@@ -15,7 +15,7 @@ from alignbf.store import Store
 from alignbf.study import Study
 
 CELL = ["language", "alignment_ratio", "individuation_ratio", "model"]
-EXCLUDED = ["invalid_output", "infra_error", "stopped", "context_length"]
+EXCLUDED = ["invalid_output", "infra_error", "failed", "stopped", "context_length"]
 COLUMNS = [
     "source",
     *CELL,
@@ -73,7 +73,7 @@ def attrition(
         ``individuation_ratio``, ``model``, ``planned`` (design), ``registered`` (rows in
         the simulations table), ``run`` (registered and not pending), ``ok``,
         ``analysed`` (scored), ``excluded`` (run but not analysed), one column per
-        excluded status (``invalid_output``, ``infra_error``, ``stopped``,
+        excluded status (``invalid_output``, ``infra_error``, ``failed``, ``stopped``,
         ``context_length``), ``pending`` and ``not_started`` (planned, never registered).
     """
     frame = _merge_cells(_planned(study), _statuses(store))

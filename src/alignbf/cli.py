@@ -71,6 +71,9 @@ def run(
         str | None, typer.Option(help="Run a locked study that differs from its lock; the reason.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Run simulations marked failed (after repeated errors) again.")
+    ] = False,
 ) -> None:
     """Run (or resume) a study; re-running the same command resumes where it stopped."""
     from alignbf.commands import run_command
@@ -88,6 +91,7 @@ def run(
             base_url=base_url,
             deviation=deviation,
             on_progress=on_progress,
+            retry_failed=retry_failed,
         )
     render_run(result)
     if result.stopped == "interrupted":

@@ -66,6 +66,7 @@ def run_command(
     base_url: str | None = None,
     deviation: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    retry_failed: bool = False,
 ) -> RunResult:
     """Check the preregistration lock, build the backend and run (or resume) the study."""
     from alignbf.prereg import gate
@@ -84,4 +85,5 @@ def run_command(
         on_progress=on_progress,
         seed_salt=salt,
         deviations=deviations,
+        retry_failed=retry_failed,
     )

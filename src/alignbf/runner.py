@@ -106,8 +106,20 @@ class _Budget:
             raise BudgetExceeded(f"budget: ${b.usd:.2f} spent")
 
 
+STRIKES = 3
+"""Runs in which a simulation failed while its endpoint answered others before it is ``failed``."""
+
+
 class Runner:
-    """Drives the simulations of one run directory."""
+    """Drives the simulations of one run directory.
+
+    A simulation that ends ``infra_error`` gets a strike when its model answered
+    other requests in the same run (a request that fails for it alone, not an
+    outage), or when it already has one and so has every other simulation of its
+    model that failed in this run (only suspects are left to run). After ``STRIKES``
+    strikes across resumes it is ``failed`` and no longer run. An outage costs no
+    strikes to a simulation that was never seen failing alone.
+    """
 
     def __init__(
         self,
@@ -124,6 +136,8 @@ class Runner:
         self.on_progress = on_progress or (lambda p: None)
         self.stop_reason: str | None = None
         self._resumable: set[str] = set()
+        self._answered: set[str] = set()
+        self._unlucky: list[tuple[str, str]] = []
         if hasattr(backend, "on_attempt_failed"):
             backend.on_attempt_failed = lambda *row: store.log_attempt(row)
 
@@ -139,6 +153,7 @@ class Runner:
         crashpoints.reached("before_send")
         completion = await self.backend.complete(request)
         crashpoints.reached("after_response_before_commit")
+        self._answered.add(request.model)
         p = self.progress
         p.calls += 1
         p.tokens += completion.prompt_tokens + completion.completion_tokens
@@ -201,6 +216,8 @@ class Runner:
             )
         else:
             self.store.mark(spec.sim_id, status, error)
+            if status == "infra_error":
+                self._unlucky.append((spec.sim_id, spec.model))
         p = self.progress
         p.done += 1
         p.statuses[status] = p.statuses.get(status, 0) + 1
@@ -230,6 +247,25 @@ class Runner:
             raise _first_user_error(group) from None
         finally:
             await self.backend.aclose()
+        self._strike()
+
+    def _strike(self) -> None:
+        prior = self.store.strikes([sim for sim, _ in self._unlucky])
+        suspects_only = {model for _, model in self._unlucky}
+        for sim, model in self._unlucky:
+            if not prior.get(sim):
+                suspects_only.discard(model)
+        struck = [
+            sim for sim, model in self._unlucky if model in self._answered or model in suspects_only
+        ]
+        failed = self.store.strike(struck, STRIKES) if struck else []
+        if failed:
+            p = self.progress
+            p.statuses["infra_error"] -= len(failed)
+            if not p.statuses["infra_error"]:
+                del p.statuses["infra_error"]
+            p.statuses["failed"] = p.statuses.get("failed", 0) + len(failed)
+            p.failures -= len(failed)
 
 
 def _first_user_error(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -323,6 +359,7 @@ def run_study(
     on_progress: Callable[[Progress], None] | None = None,
     seed_salt: str = "",
     deviations: list[tuple[str, str]] | None = None,
+    retry_failed: bool = False,
 ) -> RunResult:
     """Run (or resume) a study into a run directory.
 
@@ -338,6 +375,7 @@ def run_study(
         on_progress: Called after each simulation with the counters.
         seed_salt: The preregistration lock's root hash when the study is locked.
         deviations: (kind, detail) pairs to record in the run (lock drift, reasons).
+        retry_failed: Run ``failed`` simulations again (their strikes start over).
     """
     from alignbf.assets import find_config
 
@@ -352,6 +390,8 @@ def run_study(
         for kind, detail in deviations or []:
             store.add_deviation(kind, detail)
         store.register(specs)
+        if retry_failed:
+            store.retry_failed()
         runner = Runner(store, backend, study.budget, concurrency, on_progress)
         interrupted = _run_with_signals(runner.run(specs))
         stopped = "interrupted" if interrupted else runner.stop_reason

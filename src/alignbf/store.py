@@ -102,9 +102,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_strikes",
+        """
+        ALTER TABLE simulations ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
-TERMINAL = ("ok", "invalid_output")
+TERMINAL = ("ok", "invalid_output", "context_length", "failed")
+"""Statuses a resume does not run again (``failed``: see ``Store.strike``)."""
 CALL_COLUMNS = (
     "cache_key, sim_id, agent, turn, endpoint, model, resolved_model, response, finish_reason, "
     "prompt_tokens, completion_tokens, latency_s, attempts, cost_usd, system_fingerprint, flags, "
@@ -312,6 +319,45 @@ class Store:
                 "UPDATE simulations SET status = ?, error = ?, runs = runs + 1 WHERE sim_id = ?",
                 (status, error, sim_id),
             )
+
+    def strike(self, sim_ids: list[str], limit: int) -> list[str]:
+        """Count one more run in which each simulation failed while its endpoint worked.
+
+        A simulation with ``limit`` strikes becomes ``failed``: terminal, so a resume
+        stops paying for a request that fails every time. Returns those simulations.
+        """
+        failed: list[str] = []
+        with self.transaction() as c:
+            for sim_id in sim_ids:
+                c.execute(
+                    "UPDATE simulations SET strikes = strikes + 1 WHERE sim_id = ?", (sim_id,)
+                )
+                row = c.execute(
+                    "SELECT strikes, error FROM simulations WHERE sim_id = ?", (sim_id,)
+                ).fetchone()
+                if row is not None and row[0] >= limit:
+                    c.execute(
+                        "UPDATE simulations SET status = 'failed', error = ? WHERE sim_id = ?",
+                        (f"gave up after {row[0]} runs that failed while the endpoint answered "
+                         f"other requests (alignbf run --retry-failed tries again); last: {row[1]}",
+                         sim_id),
+                    )  # fmt: skip
+                    failed.append(sim_id)
+        return failed
+
+    def strikes(self, sim_ids: list[str]) -> dict[str, int]:
+        """sim_id -> strikes so far."""
+        rows = self._query("SELECT sim_id, strikes FROM simulations WHERE strikes > 0")
+        wanted = set(sim_ids)
+        return {sim: n for sim, n in rows if sim in wanted}
+
+    def retry_failed(self) -> int:
+        """Make every ``failed`` simulation pending again, with no strikes; returns how many."""
+        with self.transaction() as c:
+            cursor = c.execute(
+                "UPDATE simulations SET status = 'pending', strikes = 0 WHERE status = 'failed'"
+            )
+            return cursor.rowcount
 
     # -- the response cache ----------------------------------------------------------
     def cached(self, cache_key: str) -> tuple[Any, ...] | None:

@@ -6,6 +6,7 @@ import json
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,3 +190,70 @@ def test_merge_refuses_different_studies(mini: Path, tmp_path: Path) -> None:
     run_command(other, run_dir=tmp_path / "b", limit=1)
     with pytest.raises(ConfigError, match="only shards of one study"):
         merge_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
+
+
+class Flaky:
+    """The synthetic backend, except that every request of the ``poison`` simulations fails."""
+
+    def __init__(self, poison: set[str], outage: bool = False) -> None:
+        from alignbf.synthetic import SyntheticBackend, load_world
+
+        self.inner = SyntheticBackend(load_world(None))
+        self.poison, self.outage = poison, outage
+        self.sent: dict[str, int] = {}
+
+    def endpoint_id(self, model: str) -> str:
+        return self.inner.endpoint_id(model)
+
+    async def complete(self, request: Any) -> Any:
+        from alignbf.errors import TransientEndpointError
+
+        self.sent[request.sim_id] = self.sent.get(request.sim_id, 0) + 1
+        if self.outage or request.sim_id in self.poison:
+            raise TransientEndpointError("endpoint e: gave up after 5 attempt(s); last: http_500")
+        return await self.inner.complete(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _run_flaky(mini: Path, run_dir: Path, backend: Flaky, **kw: Any) -> Any:
+    from alignbf.runner import run_study
+
+    name = "synthetic:paper"
+    return run_study(mini, backend=backend, backend_name=name, run_dir=run_dir, **kw)
+
+
+def test_a_simulation_that_fails_alone_is_given_up_after_three_runs(
+    mini: Path, tmp_path: Path
+) -> None:
+    from alignbf.runner import STRIKES
+
+    run_dir = tmp_path / "r"
+    poison = expand(load_study(mini))[5].sim_id
+    # an outage (nothing answered) costs no strikes
+    out = _run_flaky(mini, run_dir, Flaky(set(), outage=True))
+    assert out.progress.statuses == {"infra_error": 12}
+    with sqlite3.connect(run_dir / "run.sqlite") as conn:
+        assert conn.execute("SELECT sum(strikes) FROM simulations").fetchone() == (0,)
+    for n in range(1, STRIKES + 1):
+        backend = Flaky({poison})
+        result = _run_flaky(mini, run_dir, backend)
+        assert backend.sent[poison] == 1  # the first request fails; nothing more is sent
+        if n < STRIKES:
+            assert result.progress.statuses.get("infra_error") == 1 and not result.complete
+    assert result.progress.statuses == {"failed": 1} and result.complete
+    conn = sqlite3.connect(run_dir / "run.sqlite")
+    status, strikes, error = conn.execute(
+        "SELECT status, strikes, error FROM simulations WHERE sim_id = ?", (poison,)
+    ).fetchone()
+    assert (status, strikes) == ("failed", STRIKES) and "--retry-failed" in error
+    assert conn.execute("SELECT count(*) FROM simulations WHERE status = 'ok'").fetchone() == (11,)
+
+    backend = Flaky({poison})
+    again = _run_flaky(mini, run_dir, backend)
+    assert backend.sent == {} and again.progress.skipped == 12  # failed is terminal
+
+    healed = Flaky(set())
+    retried = _run_flaky(mini, run_dir, healed, retry_failed=True)
+    assert retried.progress.statuses == {"ok": 1} and set(healed.sent) == {poison}
