@@ -1,6 +1,6 @@
 """``alignbf analyze``: evaluate every preregistered hypothesis of a run into verdicts.
 
-``analyze_run(run_dir, inputs)`` scores the run (:func:`alignbf.scoring.score_run`),
+``analyze_run(run_dir, inputs)`` scores the run (:func:`alignbf.scoring.load_scores`),
 reads the study config stored in it and the preregistration that config names,
 evaluates each hypothesis with its estimator (:mod:`alignbf.estimators`), adjusts
 p-values within each correction family, applies each hypothesis' decision rule and
@@ -27,7 +27,7 @@ from alignbf.attrition import attrition
 from alignbf.errors import AlignbfError, AnalysisError, ConfigError
 from alignbf.estimators import Estimate, at_level, estimate
 from alignbf.hypotheses import Hypothesis, InputRun, Prereg, load_prereg
-from alignbf.scoring import Scores, score_run
+from alignbf.scoring import Scores, load_scores
 from alignbf.stats import p_adjust
 from alignbf.store import Store, write_atomic
 from alignbf.study import Study, load_languages, parse_study, resolve_relative
@@ -196,7 +196,7 @@ def _sources(
         if not (path / "run.sqlite").exists():
             raise AnalysisError(f"--input {name}={path}: not a run directory (no run.sqlite)")
         try:
-            sources[name] = Source(path, score_run(path), f"cells from input {name} ({path})")
+            sources[name] = Source(path, load_scores(path), f"cells from input {name} ({path})")
         except AlignbfError as exc:
             sources[name] = Source(path, None, f"input {name} ({path}) unusable: {exc}")
     return sources
@@ -329,7 +329,7 @@ def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = No
     import yaml
 
     run_dir = run_dir or latest_run()
-    scores = score_run(run_dir)
+    scores = load_scores(run_dir)
     facts = _facts(run_dir)
     study = parse_study(yaml.safe_load(facts["config"] or ""), run_dir / "run.sqlite")
     backend = facts["backend"] or "unknown"

@@ -116,11 +116,10 @@ _WORD = (
 
 
 def _default_dir() -> Path:
-    """The shipped lexicon directory: the source tree's, else the installed wheel's."""
-    source = Path(__file__).resolve().parents[2] / "data" / "lexicons"
-    if source.exists():
-        return source
-    return Path(__file__).resolve().parent / "_assets" / "data" / "lexicons"
+    """The lexicon directory: the project's (``alignbf init``), else the built-in one."""
+    from alignbf.assets import path
+
+    return path("data", "lexicons")
 
 
 @dataclass(frozen=True)
@@ -584,12 +583,15 @@ def load_lexicon(language: str, path: Path | None = None) -> Lexicon:
     Raises:
         ConfigError: unknown language, or a missing or malformed file.
     """
-    if path is None:
-        if language not in LANGUAGES:
-            known = ", ".join(LANGUAGES)
-            raise ConfigError(f"unknown lexicon language {language!r}; known: {known}")
-        path = _default_dir() / f"{language}.yaml"
-    return _load(language, Path(path).resolve())
+    return _load(language, Path(path or lexicon_file(language)).resolve())
+
+
+def lexicon_file(language: str) -> Path:
+    """The lexicon file used for ``language`` (the project's, else the built-in one)."""
+    if language not in LANGUAGES:
+        known = ", ".join(LANGUAGES)
+        raise ConfigError(f"unknown lexicon language {language!r}; known: {known}")
+    return _default_dir() / f"{language}.yaml"
 
 
 def check_lexicons(directory: Path | None = None) -> list[str]:

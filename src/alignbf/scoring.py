@@ -4,21 +4,30 @@ Reads the ``ok`` simulations of a run, counts every message with the language's
 lexicon, aggregates measures per simulation and per agent, adds CPI and DI, and
 writes ``scores_sim`` / ``scores_agent`` into ``run.sqlite`` and as CSV and Parquet
 under ``RUN_DIR/scores/``. Re-scoring replaces those tables: it is idempotent.
+
+The scores record a fingerprint of what they depend on: the scored simulations
+(ids, runs, finish times: every write of a transcript changes them), the number
+and total length of the messages, the study's scoring settings, the measure,
+index and package versions and the bytes of each lexicon file. ``alignbf
+analyze`` reuses the stored scores while the fingerprint matches and scores again
+otherwise; ``alignbf score`` always scores again (after editing a transcript by
+hand, say).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from alignbf import crashpoints
+from alignbf import __version__, crashpoints
 from alignbf.errors import AnalysisError
 from alignbf.export import write_tables
 from alignbf.indices import INDICES_VERSION, add_indices
-from alignbf.lexicon import load_lexicon
+from alignbf.lexicon import lexicon_file, load_lexicon
 from alignbf.measures import (
     MEASURES_NAME,
     MEASURES_VERSION,
@@ -76,12 +85,57 @@ def _design(store: Store) -> tuple[pd.DataFrame, pd.DataFrame]:
     return sims.drop(columns="spec"), agent_frame
 
 
-def score_store(store: Store) -> Scores:
-    """Score the run held by an open store and write the score tables into it."""
+def fingerprint(store: Store, study: Study, languages: list[str]) -> str:
+    """sha256 of everything the scores of a run depend on."""
+    placeholders = ", ".join("?" * len(SCORED_STATUSES))
+    sims = store.conn.execute(
+        f"SELECT count(*), total(finished_at), total(runs), group_concat(sim_id) FROM "
+        f"(SELECT * FROM simulations WHERE status IN ({placeholders}) ORDER BY sim_id)",
+        SCORED_STATUSES,
+    ).fetchone()
+    messages = store.conn.execute("SELECT count(*), total(length(text)) FROM messages").fetchone()
+    inputs = {
+        "simulations": list(sims),
+        "messages": list(messages),
+        "scoring": study.scoring.model_dump(mode="json"),
+        "versions": [__version__, MEASURES_NAME, MEASURES_VERSION, INDICES_VERSION],
+        "lexicons": {
+            lang: hashlib.sha256(lexicon_file(lang).read_bytes()).hexdigest()
+            for lang in sorted(languages)
+        },
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _stored(store: Store, digest: str) -> Scores | None:
+    """The scores written earlier, if they were made from the same inputs."""
+    out = store.dir / "scores"
+    paths = [
+        out / f"{name}.{ext}" for name in ("simulations", "agents") for ext in ("csv", "parquet")
+    ]
+    if store.get("scores_fingerprint") != digest or not all(p.exists() for p in paths):
+        return None
+    try:
+        sims, agents = (pd.read_parquet(out / f"{n}.parquet") for n in ("simulations", "agents"))
+    except (OSError, ValueError):
+        return None
+    return Scores(sims, agents, paths)
+
+
+def score_store(store: Store, reuse: bool = False) -> Scores:
+    """Score the run held by an open store and write the score tables into it.
+
+    With ``reuse``, return the stored scores instead when their fingerprint matches.
+    """
     study = _study_of(store)
     sims, agent_design = _design(store)
     if sims.empty:
         raise AnalysisError(f"{store.dir}: no simulation with status ok to score")
+    digest = fingerprint(store, study, sorted(set(sims["language"])))
+    if reuse and (stored := _stored(store, digest)) is not None:
+        return stored
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM run WHERE key = 'scores_fingerprint'")
     rows = store.conn.execute(
         "SELECT m.sim_id, m.agent, m.channel, s.language, m.text FROM messages m "
         "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0"
@@ -106,7 +160,9 @@ def score_store(store: Store) -> Scores:
     for frame in (sim_scores, agent_scores):
         for key, value in versions.items():
             frame[f"{key}_version"] = value
-    return Scores(sim_scores, agent_scores, _write(store, sim_scores, agent_scores))
+    paths = _write(store, sim_scores, agent_scores)
+    store.set_fact("scores_fingerprint", digest)
+    return Scores(sim_scores, agent_scores, paths)
 
 
 def _write(store: Store, sims: pd.DataFrame, agents: pd.DataFrame) -> list[Path]:
@@ -127,17 +183,20 @@ def _write(store: Store, sims: pd.DataFrame, agents: pd.DataFrame) -> list[Path]
     return paths
 
 
-def score_run(run_dir: Path) -> Scores:
-    """Score a run directory (takes the run's lock; no model is called)."""
+def score_run(run_dir: Path, reuse: bool = False) -> Scores:
+    """Score a run directory (takes the run's lock; no model is called).
+
+    With ``reuse``, stored scores made from the same inputs are returned as they are.
+    """
     if not (run_dir / "run.sqlite").exists():
         raise AnalysisError(f"{run_dir}: not a run directory (no run.sqlite)")
     store = Store(run_dir)
     try:
-        return score_store(store)
+        return score_store(store, reuse)
     finally:
         store.close()
 
 
 def load_scores(run_dir: Path) -> Scores:
     """Scores of a run, scoring it first if needed (or if the transcripts changed)."""
-    return score_run(run_dir)
+    return score_run(run_dir, reuse=True)
