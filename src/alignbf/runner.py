@@ -114,11 +114,11 @@ class Runner:
     """Drives the simulations of one run directory.
 
     A simulation that ends ``infra_error`` gets a strike when its model answered
-    other requests in the same run (a request that fails for it alone, not an
-    outage), or when it already has one and so has every other simulation of its
-    model that failed in this run (only suspects are left to run). After ``STRIKES``
-    strikes across resumes it is ``failed`` and no longer run. An outage costs no
-    strikes to a simulation that was never seen failing alone.
+    other requests after it failed (a request that fails for it alone, not an
+    outage or a rate limit that began mid-run), or when it already has one and so
+    has every other simulation of its model that failed in this run (only suspects
+    are left to run). After ``STRIKES`` strikes across resumes it is ``failed`` and
+    no longer run. An outage costs no strikes to a simulation never seen failing alone.
     """
 
     def __init__(
@@ -136,8 +136,10 @@ class Runner:
         self.on_progress = on_progress or (lambda p: None)
         self.stop_reason: str | None = None
         self._resumable: set[str] = set()
-        self._answered: set[str] = set()
-        self._unlucky: list[tuple[str, str]] = []
+        self._answered: dict[str, float] = {}
+        """model -> when it last answered."""
+        self._unlucky: list[tuple[str, str, float]] = []
+        """(sim_id, model, when it failed) of simulations that ended ``infra_error``."""
         if hasattr(backend, "on_attempt_failed"):
             backend.on_attempt_failed = lambda *row: store.log_attempt(row)
 
@@ -153,7 +155,7 @@ class Runner:
         crashpoints.reached("before_send")
         completion = await self.backend.complete(request)
         crashpoints.reached("after_response_before_commit")
-        self._answered.add(request.model)
+        self._answered[request.model] = time.monotonic()
         p = self.progress
         p.calls += 1
         p.tokens += completion.prompt_tokens + completion.completion_tokens
@@ -217,7 +219,7 @@ class Runner:
         else:
             self.store.mark(spec.sim_id, status, error)
             if status == "infra_error":
-                self._unlucky.append((spec.sim_id, spec.model))
+                self._unlucky.append((spec.sim_id, spec.model, time.monotonic()))
         p = self.progress
         p.done += 1
         p.statuses[status] = p.statuses.get(status, 0) + 1
@@ -250,13 +252,15 @@ class Runner:
         self._strike()
 
     def _strike(self) -> None:
-        prior = self.store.strikes([sim for sim, _ in self._unlucky])
-        suspects_only = {model for _, model in self._unlucky}
-        for sim, model in self._unlucky:
+        prior = self.store.strikes([sim for sim, _, _ in self._unlucky])
+        suspects_only = {model for _, model, _ in self._unlucky}
+        for sim, model, _ in self._unlucky:
             if not prior.get(sim):
                 suspects_only.discard(model)
         struck = [
-            sim for sim, model in self._unlucky if model in self._answered or model in suspects_only
+            sim
+            for sim, model, failed_at in self._unlucky
+            if self._answered.get(model, -1.0) > failed_at or model in suspects_only
         ]
         failed = self.store.strike(struck, STRIKES) if struck else []
         if failed:

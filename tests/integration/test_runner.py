@@ -195,11 +195,11 @@ def test_merge_refuses_different_studies(mini: Path, tmp_path: Path) -> None:
 class Flaky:
     """The synthetic backend, except that every request of the ``poison`` simulations fails."""
 
-    def __init__(self, poison: set[str], outage: bool = False) -> None:
+    def __init__(self, poison: set[str], outage: bool = False, outage_after: int = -1) -> None:
         from alignbf.synthetic import SyntheticBackend, load_world
 
         self.inner = SyntheticBackend(load_world(None))
-        self.poison, self.outage = poison, outage
+        self.poison, self.outage, self.outage_after = poison, outage, outage_after
         self.sent: dict[str, int] = {}
 
     def endpoint_id(self, model: str) -> str:
@@ -209,6 +209,8 @@ class Flaky:
         from alignbf.errors import TransientEndpointError
 
         self.sent[request.sim_id] = self.sent.get(request.sim_id, 0) + 1
+        if self.outage_after == sum(self.sent.values()) - 1:
+            self.outage = True
         if self.outage or request.sim_id in self.poison:
             raise TransientEndpointError("endpoint e: gave up after 5 attempt(s); last: http_500")
         return await self.inner.complete(request)
@@ -257,3 +259,13 @@ def test_a_simulation_that_fails_alone_is_given_up_after_three_runs(
     healed = Flaky(set())
     retried = _run_flaky(mini, run_dir, healed, retry_failed=True)
     assert retried.progress.statuses == {"ok": 1} and set(healed.sent) == {poison}
+
+
+def test_an_outage_that_begins_mid_run_costs_no_strikes(mini: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    for _ in range(4):
+        result = _run_flaky(mini, run_dir, Flaky(set(), outage_after=30), concurrency=4)
+        assert "failed" not in result.progress.statuses
+    with sqlite3.connect(run_dir / "run.sqlite") as conn:
+        assert conn.execute("SELECT sum(strikes) FROM simulations").fetchone() == (0,)
+    assert _run_flaky(mini, run_dir, Flaky(set())).complete
