@@ -3,6 +3,8 @@
 Transient kinds (a correct client retries and gets through):
 
 * ``429``: Too Many Requests with ``Retry-After: 1`` and ``retry-after-ms: 200``;
+* ``429_reset``: Too Many Requests with only ``x-ratelimit-reset-requests: 1s`` and
+  ``x-ratelimit-reset-tokens: 2s`` (the client must wait the larger);
 * ``500`` (the body echoes the Authorization header) and ``503`` with ``Retry-After: 1``;
 * ``stall``: no byte is sent until the client gives up;
 * ``reset``: the connection is dropped before the status line;
@@ -24,7 +26,18 @@ from functools import cache
 
 from alignbf.errors import ConfigError
 
-TRANSIENT = ("429", "500", "503", "stall", "reset", "truncated", "nonutf8", "huge", "billed_lost")
+TRANSIENT = (
+    "429",
+    "429_reset",
+    "500",
+    "503",
+    "stall",
+    "reset",
+    "truncated",
+    "nonutf8",
+    "huge",
+    "billed_lost",
+)
 PERMANENT = ("401", "404", "insufficient_quota", "context_length")
 MAX_CONSECUTIVE = 2
 """Transient faults in a row per fingerprint, at most."""
@@ -83,6 +96,7 @@ def error_body(kind: str, authorization: str) -> bytes:
             "This model's maximum context length is 8192 tokens",
         ),
         "429": ("rate_limit_error", "rate_limit_exceeded", "Rate limit reached"),
+        "429_reset": ("rate_limit_error", "rate_limit_exceeded", "Rate limit reached"),
         "500": ("server_error", None, f"Internal error handling request from {authorization}"),
         "503": ("server_error", None, "Service unavailable"),
         "bad_request": ("invalid_request_error", None, "Could not parse the request body"),

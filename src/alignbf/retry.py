@@ -117,10 +117,14 @@ def should_retry(exc: BaseException) -> bool:
     )
 
 
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds the server asks to wait: ``retry-after-ms``, else ``Retry-After``.
+def parse_retry_after(
+    headers: Mapping[str, str], now: float | None = None, rate_limited: bool = False
+) -> float | None:
+    """Seconds the server asks to wait: ``retry-after-ms``, else ``Retry-After``, else
+    (for a 429, ``rate_limited``) the largest ``x-ratelimit-reset-requests`` / ``-tokens``.
 
-    ``Retry-After`` may be seconds or an HTTP date. Returns None without a usable hint.
+    ``Retry-After`` may be seconds or an HTTP date; the reset headers are durations
+    such as ``1s``, ``120ms`` or ``6m0s`` (OpenAI, Groq). Returns None without a usable hint.
     """
     millis = headers.get("retry-after-ms")
     if millis:
@@ -129,17 +133,42 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         except ValueError:
             pass
     value = headers.get("retry-after")
-    if not value:
+    if value:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    if not rate_limited:
         return None
+    resets = [
+        parse_duration(headers.get(f"x-ratelimit-reset-{kind}") or "")
+        for kind in ("requests", "tokens")
+    ]
+    known = [r for r in resets if r is not None]
+    return max(known) if known else None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float | None:
+    """``1s``, ``120ms``, ``6m0s``, ``1h2m3.5s`` or a plain number of seconds; None if neither."""
+    text = text.strip()
     try:
-        return max(float(value), 0.0)
+        return max(float(text), 0.0)
     except ValueError:
         pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
         return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
 
 
 def error_fields(body: bytes) -> tuple[str, str]:
@@ -204,7 +233,7 @@ def classify(
             f"{where}: model {model!r} not found (HTTP 404); check model: in the endpoints file"
         )
     if status in RETRY_STATUSES or status >= 500:
-        hint = parse_retry_after(headers)
+        hint = parse_retry_after(headers, rate_limited=status == 429)
         if hint is not None and hint > cap_s:
             return TransientEndpointError(
                 f"{where}: rate-limited for {hint:.0f}s (over the {cap_s:.0f}s cap); "

@@ -233,7 +233,7 @@ class SyntheticServer:
             entry["status"], entry["answered"] = 429, time.time()
             headers = {"Retry-After": str(self.options.storm_retry_after_s)}
             return await _send(writer, response(429, error_body("429", auth), headers))
-        if fault in PERMANENT or fault in ("429", "500", "503"):
+        if fault in PERMANENT or fault in ("429", "429_reset", "500", "503"):
             await self._latency(arrived)
             status, headers = _error_status(fault)
             entry["status"], entry["answered"] = status, time.time()
@@ -310,6 +310,10 @@ def _chat_request(body: dict[str, Any]) -> ChatRequest:
 def _error_status(fault: str) -> tuple[int, dict[str, str]]:
     return {
         "429": (429, {"Retry-After": "1", "retry-after-ms": "200"}),
+        "429_reset": (
+            429,
+            {"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "2s"},
+        ),
         "500": (500, {}),
         "503": (503, {"Retry-After": "1"}),
         "401": (401, {}),

@@ -89,6 +89,19 @@ def test_faults_leave_transcripts_unchanged(
     assert len(delivered) == 72 and recorded[0] == sum(e["billed_tokens"] for e in delivered)
     lost = [e for e in ledger if e["billed_tokens"] and not e["delivered"]]
     assert {e["fault"] for e in lost} <= LOST_FAULTS
+    # a 429's hint is waited out: retry-after-ms 200, or the larger x-ratelimit-reset (2 s)
+    hints = {"429": 0.2, "429_reset": 2.0}
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for e in ledger:
+        by_request.setdefault(e["fingerprint"], []).append(e)
+    waits = [
+        (earlier["fault"], later["time"] - earlier["answered"])
+        for attempts in by_request.values()
+        for earlier, later in itertools.pairwise(attempts)
+        if earlier["fault"] in hints
+    ]
+    assert {fault for fault, _ in waits} == set(hints)
+    assert all(wait >= hints[fault] - 0.002 for fault, wait in waits), waits
     print(
         f"\nfaults {dict(faults)}; attempts max {max(per_request.values())} "
         f"mean {len(ledger) / 72:.2f}; paid-but-lost {len(lost)} completions, "

@@ -206,6 +206,27 @@ def test_parse_retry_after(headers: dict[str, str], seconds: float | None) -> No
     assert parse_retry_after(httpx.Headers(headers)) == seconds
 
 
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "2s"}, 2.0),
+        ({"x-ratelimit-reset-requests": "6m0s"}, 360.0),
+        ({"x-ratelimit-reset-tokens": "120ms"}, 0.12),
+        ({"x-ratelimit-reset-requests": "2m59.56s", "x-ratelimit-reset-tokens": "7.66s"}, 179.56),
+        ({"x-ratelimit-reset-requests": "1h"}, 3600.0),
+        ({"x-ratelimit-reset-requests": "soon"}, None),
+        ({"retry-after": "3", "x-ratelimit-reset-requests": "9s"}, 3.0),
+    ],
+)
+def test_rate_limit_reset_headers_count_for_429_only(
+    headers: dict[str, str], seconds: float | None
+) -> None:
+    got = parse_retry_after(httpx.Headers(headers), rate_limited=True)
+    assert got == (None if seconds is None else pytest.approx(seconds))
+    if "retry-after" not in headers:  # other statuses do not wait for a rate-limit window
+        assert parse_retry_after(httpx.Headers(headers)) is None
+
+
 def test_parse_retry_after_http_date() -> None:
     now = time.time()
     date = email.utils.formatdate(now + 30, usegmt=True)
