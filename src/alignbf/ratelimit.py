@@ -103,7 +103,7 @@ class Concurrency:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.in_flight -= 1  # granted, then cancelled: hand the slot on
-            else:
+            elif waiter in self._waiters:  # ``_wake`` may have dropped it already
                 self._waiters.remove(waiter)
             self._wake()
             raise

@@ -166,3 +166,19 @@ def test_a_waiter_cancelled_after_its_slot_was_granted_hands_it_on() -> None:
 
     asyncio.run(main())
     assert limit.in_flight == 0
+
+
+def test_a_cancelled_waiter_already_dropped_by_a_wake_up_leaves_cleanly() -> None:
+    limit = Concurrency(1)
+
+    async def main() -> None:
+        await limit.acquire()
+        waiter = asyncio.create_task(limit.acquire())
+        await asyncio.sleep(0)
+        waiter.cancel()  # its future is cancelled now; the task has not run its handler
+        limit.release()  # the wake-up drops the cancelled future from the queue
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert limit.in_flight == 0 and not limit._waiters
+
+    asyncio.run(main())
