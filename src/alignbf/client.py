@@ -36,7 +36,6 @@ from alignbf.retry import (
     RetryableError,
     RetryPolicy,
     call_with_retries,
-    classify,
     describe,
 )
 from alignbf.routes import Route, make_route
@@ -137,15 +136,7 @@ class OpenAIBackend:
                 status, headers, body = await route.post(payload, self.max_response_bytes)
             latency = time.monotonic() - t0
             if not 200 <= status < 300:
-                error = classify(
-                    status,
-                    headers,
-                    body,
-                    where=route.where,
-                    model=route.endpoint.model,
-                    key_env=route.endpoint.api_key_env,
-                    cap_s=self.policy.retry_after_cap_s,
-                )
+                error = route.classify(status, headers, body, self.policy.retry_after_cap_s)
                 if status == 429 and isinstance(error, RetryableError):
                     slot.throttled(error.retry_after)
                 if isinstance(error, Refused):

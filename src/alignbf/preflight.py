@@ -15,7 +15,6 @@ import httpx
 
 from alignbf.errors import EndpointError
 from alignbf.keys import scrub
-from alignbf.retry import classify
 
 if TYPE_CHECKING:
     from alignbf.routes import Route
@@ -66,15 +65,7 @@ def check_route(route: Route) -> None:
         reason = scrub(str(exc) or type(exc).__name__)
         raise EndpointError(f"{route.where}: cannot reach {base} ({reason})") from None
     if 300 <= status < 400 or status in (401, 403):
-        raise classify(
-            status,
-            headers,
-            body,
-            where=route.where,
-            model=route.endpoint.model,
-            key_env=route.endpoint.api_key_env,
-            cap_s=0.0,
-        )
+        raise route.classify(status, headers, body, cap_s=0.0)
     if status in (200, 404) and not _is_json(body):
         raise EndpointError(
             f"{route.where}: endpoint does not look OpenAI-compatible "

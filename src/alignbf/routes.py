@@ -23,7 +23,7 @@ from alignbf import crashpoints
 from alignbf.endpoints import Endpoint
 from alignbf.errors import EndpointError
 from alignbf.ratelimit import EndpointLimiter
-from alignbf.retry import RetryableError, env_number
+from alignbf.retry import RetryableError, classify, env_number
 from alignbf.wire import Lane
 
 CONNECT_TIMEOUT_S = 10.0
@@ -60,6 +60,18 @@ class Route:
     def attempt_deadline_s(self) -> float:
         """Total time one attempt may take, however slowly the bytes trickle in."""
         return 2 * self.read_timeout_s + CONNECT_TIMEOUT_S
+
+    def classify(self, status: int, headers: httpx.Headers, body: bytes, cap_s: float) -> Exception:
+        """The exception for a non-2xx answer from this endpoint (see ``retry.classify``)."""
+        return classify(
+            status,
+            headers,
+            body,
+            where=self.where,
+            model=self.endpoint.model,
+            key_env=self.endpoint.api_key_env,
+            cap_s=cap_s,
+        )
 
     def _lane(self) -> httpx.AsyncBaseTransport:
         if self.idle:
