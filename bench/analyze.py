@@ -47,9 +47,9 @@ def ensure_run() -> None:
 
 def main() -> None:
     ensure_run()
-    from alignbf.analysis import analyze_run
-    from alignbf.report import write_report
-    from alignbf.scoring import score_run
+    from alignbf.analysis.analyze import analyze_run
+    from alignbf.report.report import write_report
+    from alignbf.scoring.scores import score_run
 
     start = time.perf_counter()
     score_run(CACHE)  # what the first ``alignbf analyze`` after a run does first

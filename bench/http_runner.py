@@ -29,9 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from alignbf.backend import ChatRequest, Completion
-from alignbf.client import endpoints_backend
-from alignbf.runner import run_study
+from alignbf.engine.runner import run_study
+from alignbf.transport.backend import ChatRequest, Completion
+from alignbf.transport.client import endpoints_backend
 
 STUDY = """
 name: bench-http

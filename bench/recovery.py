@@ -35,10 +35,10 @@ PLANNED = 15
 
 
 def _pool_scores(world: str, directory: Path):  # type: ignore[no-untyped-def]
-    from alignbf import assets
-    from alignbf.power import _pool_config, simulate_pool
-    from alignbf.scoring import score_run
-    from alignbf.study import load_study
+    from alignbf.analysis.power import _pool_config, simulate_pool
+    from alignbf.config import assets
+    from alignbf.config.study import load_study
+    from alignbf.scoring.scores import score_run
 
     config = assets.find_config("study1")
     pool_config = _pool_config(config, load_study(config), POOL, directory)
@@ -47,7 +47,7 @@ def _pool_scores(world: str, directory: Path):  # type: ignore[no-untyped-def]
 
 
 def _g(frame, language):  # type: ignore[no-untyped-def]
-    from alignbf.stats import hedges_g
+    from alignbf.analysis.stats import hedges_g
 
     cell = frame[frame["language"] == language]
     high = cell[cell["alignment_ratio"] == 1.0]["cpi"]
@@ -56,7 +56,7 @@ def _g(frame, language):  # type: ignore[no-untyped-def]
 
 
 def _replications(sims, scoring, seed: int):  # type: ignore[no-untyped-def]
-    from alignbf.indices import add_indices
+    from alignbf.scoring.indices import add_indices
 
     rng = random.Random(seed)
     for _ in range(REPS):
@@ -65,7 +65,7 @@ def _replications(sims, scoring, seed: int):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    from alignbf.indices import add_indices
+    from alignbf.scoring.indices import add_indices
 
     with tempfile.TemporaryDirectory() as tmp:
         paper, scoring = _pool_scores("paper", Path(tmp) / "paper")

@@ -19,9 +19,9 @@ CACHE = ROOT / "bench" / ".cache" / "study2-synthetic"
 
 
 def main() -> None:
-    from alignbf.commands import run_command
-    from alignbf.measures import count_messages
-    from alignbf.scoring import score_run
+    from alignbf.api import run_command
+    from alignbf.scoring.measures import count_messages
+    from alignbf.scoring.scores import score_run
 
     if not (CACHE / "run.sqlite").exists():
         print("creating the synthetic Study 2 run (once) ...", flush=True)

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def _run(job: tuple[str, str, int | None, str | None]) -> tuple[str, int, float, float]:
-    from alignbf.commands import run_command
+    from alignbf.api import run_command
 
     study, run_dir, limit, shard = job
     start = time.perf_counter()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from alignbf.lexicon import CATEGORIES, LANGUAGES, load_lexicon
+from alignbf.scoring.lexicon import CATEGORIES, LANGUAGES, load_lexicon
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "tests" / "unit" / "lexicon_cases"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from alignbf.backend import ChatRequest, Completion
+from alignbf.transport.backend import ChatRequest, Completion
 
 
 class ScriptedBackend:

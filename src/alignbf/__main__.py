@@ -1,3 +1,3 @@
-from alignbf.cli import main
+from alignbf.cli.app import main
 
 main()

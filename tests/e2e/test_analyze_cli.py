@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alignbf import assets
+from alignbf.config import assets
 from tests.conftest import cli
 
 TINY = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alignbf import assets
+from alignbf.config import assets
 from tests.conftest import cli
 
 

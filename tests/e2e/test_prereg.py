@@ -70,9 +70,9 @@ def test_one_character_is_named_refused_and_recorded(project: Path, kind: str) -
 
 
 def test_locked_seeds_follow_the_lock(project: Path) -> None:
-    from alignbf.grid import expand
-    from alignbf.prereg import read_lock
-    from alignbf.study import load_study
+    from alignbf.analysis.prereg import read_lock
+    from alignbf.config.study import load_study
+    from alignbf.engine.grid import expand
 
     run = cli("run", "configs/mini.yaml", "--run-dir", "runs/r", "--quiet", cwd=project)
     assert run.returncode == 0, run.stderr

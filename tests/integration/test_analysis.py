@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alignbf import assets
-from alignbf.analysis import analyze_run, parse_inputs
-from alignbf.commands import run_command
+from alignbf.analysis.analyze import analyze_run, parse_inputs
+from alignbf.api import run_command
+from alignbf.config import assets
 from alignbf.errors import AnalysisError
-from alignbf.report import write_report
+from alignbf.report.report import write_report
 
 ENDPOINTS = {
     "llama-3.3-70b": "together-llama-3.3-70b",

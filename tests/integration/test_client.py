@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from alignbf import assets
-from alignbf.backend import ChatRequest
-from alignbf.client import OpenAIBackend
-from alignbf.endpoints import Endpoint
-from alignbf.routes import make_route
+from alignbf.config import assets
+from alignbf.config.endpoints import Endpoint
+from alignbf.transport.backend import ChatRequest
+from alignbf.transport.client import OpenAIBackend
+from alignbf.transport.routes import make_route
 from tests.conftest import cli
 from tests.integration.conftest import FAST_ENV, STALL, Server
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from alignbf import assets
-from alignbf.export import export_run
+from alignbf.config import assets
+from alignbf.store.export import export_run
 from tests.conftest import cli
 from tests.integration.conftest import FAST_ENV, STALL, Server, running_server
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from alignbf import assets
+from alignbf.config import assets
 from tests.conftest import cli
 
 DESIGNS = {

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from alignbf.commands import run_command
-from alignbf.export import export_run
-from alignbf.grid import expand
-from alignbf.runner import cache_key, run_study
-from alignbf.study import load_study
+from alignbf.api import run_command
+from alignbf.config.study import load_study
+from alignbf.engine.grid import expand
+from alignbf.engine.runner import cache_key, run_study
+from alignbf.store.export import export_run
 from tests.conftest import cli
 
 MINI = """
@@ -33,7 +33,7 @@ endpoints_file: ENDPOINTS
 
 @pytest.fixture
 def mini(tmp_path: Path) -> Path:
-    from alignbf import assets
+    from alignbf.config import assets
 
     path = tmp_path / "mini.yaml"
     path.write_text(MINI.replace("ENDPOINTS", str(assets.path("configs", "endpoints.yaml"))))
@@ -78,7 +78,7 @@ def test_replicates_differ(mini: Path, tmp_path: Path) -> None:
 
 
 def test_cache_keys_carry_sample_identity(mini: Path) -> None:
-    from alignbf.backend import ChatRequest
+    from alignbf.transport.backend import ChatRequest
 
     specs = expand(load_study(mini))
     a, b = specs[0], specs[1]
@@ -159,7 +159,7 @@ def test_sigkill_then_resume(mini: Path, tmp_path: Path, point: str) -> None:
 
 def test_second_runner_on_same_dir_is_refused(mini: Path, tmp_path: Path) -> None:
     from alignbf.errors import StoreError
-    from alignbf.store import Store
+    from alignbf.store.store import Store
 
     holder = Store(tmp_path / "r")
     try:
@@ -170,7 +170,7 @@ def test_second_runner_on_same_dir_is_refused(mini: Path, tmp_path: Path) -> Non
 
 
 def test_shards_merge_into_the_unsharded_run(mini: Path, tmp_path: Path) -> None:
-    from alignbf.merge import merge_runs
+    from alignbf.store.merge import merge_runs
 
     run_command(mini, run_dir=tmp_path / "whole")
     for k in (1, 2):
@@ -182,7 +182,7 @@ def test_shards_merge_into_the_unsharded_run(mini: Path, tmp_path: Path) -> None
 
 def test_merge_refuses_different_studies(mini: Path, tmp_path: Path) -> None:
     from alignbf.errors import ConfigError
-    from alignbf.merge import merge_runs
+    from alignbf.store.merge import merge_runs
 
     run_command(mini, run_dir=tmp_path / "a", limit=1)
     other = tmp_path / "other.yaml"
@@ -196,7 +196,7 @@ class Flaky:
     """The synthetic backend, except that every request of the ``poison`` simulations fails."""
 
     def __init__(self, poison: set[str], outage: bool = False, outage_after: int = -1) -> None:
-        from alignbf.synthetic import SyntheticBackend, load_world
+        from alignbf.engine.synthetic import SyntheticBackend, load_world
 
         self.inner = SyntheticBackend(load_world(None))
         self.poison, self.outage, self.outage_after = poison, outage, outage_after
@@ -220,7 +220,7 @@ class Flaky:
 
 
 def _run_flaky(mini: Path, run_dir: Path, backend: Flaky, **kw: Any) -> Any:
-    from alignbf.runner import run_study
+    from alignbf.engine.runner import run_study
 
     name = "synthetic:paper"
     return run_study(mini, backend=backend, backend_name=name, run_dir=run_dir, **kw)
@@ -229,7 +229,7 @@ def _run_flaky(mini: Path, run_dir: Path, backend: Flaky, **kw: Any) -> Any:
 def test_a_simulation_that_fails_alone_is_given_up_after_three_runs(
     mini: Path, tmp_path: Path
 ) -> None:
-    from alignbf.runner import STRIKES
+    from alignbf.engine.runner import STRIKES
 
     run_dir = tmp_path / "r"
     poison = expand(load_study(mini))[5].sim_id

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alignbf import assets, scoring
-from alignbf.commands import run_command
+from alignbf.api import run_command
+from alignbf.config import assets
+from alignbf.scoring import scores as scoring
 from tests.integration.test_analysis import write_config
 
 

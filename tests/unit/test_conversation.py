@@ -1,11 +1,11 @@
 import asyncio
 import itertools
 
-from alignbf.backend import ChatRequest
-from alignbf.conversation import Conversation, parse_reply
-from alignbf.grid import expand
-from alignbf.prompts import load_prompts
-from alignbf.study import parse_study
+from alignbf.config.prompts import load_prompts
+from alignbf.config.study import parse_study
+from alignbf.engine.conversation import Conversation, parse_reply
+from alignbf.engine.grid import expand
+from alignbf.transport.backend import ChatRequest
 from tests.fakes import ScriptedBackend
 
 NAMES = {"margaret": 0, "david": 1, "sarah": 2}

@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from alignbf import regression, stats
-from alignbf.errors import AnalysisError
-from alignbf.estimators import estimate, group_effects, one_sample_t
-from alignbf.hypotheses import (
+from alignbf.analysis import regression, stats
+from alignbf.analysis.estimators import estimate, group_effects, one_sample_t
+from alignbf.config.hypotheses import (
     Correlation,
     CountLanguages,
     GContrast,
@@ -23,6 +22,7 @@ from alignbf.hypotheses import (
     Ratio,
     Slope,
 )
+from alignbf.errors import AnalysisError
 
 
 def _exact_slopes(slopes: dict[str, float], reps: int = 4) -> pd.DataFrame:

@@ -29,7 +29,7 @@ def test_every_export_resolves() -> None:
 
 
 def test_stats_public_names() -> None:
-    from alignbf import stats
+    from alignbf.analysis import stats
 
     for name in ("hedges_g", "ttest", "pearson", "p_adjust"):
         assert callable(getattr(stats, name))

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import yaml
 
-from alignbf.grid import count_of, expand, parse_shard, shard
-from alignbf.study import load_study, parse_study
+from alignbf.config.study import load_study, parse_study
+from alignbf.engine.grid import count_of, expand, parse_shard, shard
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def test_alignment_assignment_follows_ratio():
 
 def test_sim_ids_stable_across_processes():
     code = (
-        "from alignbf.grid import expand; from alignbf.study import load_study; "
+        "from alignbf.engine.grid import expand; from alignbf.config.study import load_study; "
         "print(' '.join(f'{s.sim_id}:{s.seed}' for s in expand(load_study('study1'))))"
     )
     outs = {

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from alignbf import assets
+from alignbf.config import assets
+from alignbf.config.hypotheses import Hypothesis, Prereg, load_prereg, parse_prereg
+from alignbf.config.yamlfile import load_yaml
 from alignbf.errors import ConfigError
-from alignbf.hypotheses import Hypothesis, Prereg, load_prereg, parse_prereg
-from alignbf.yamlfile import load_yaml
 
 STUDIES = ("study1", "study2", "study3", "study4")
 

@@ -15,8 +15,8 @@ a constant pair (ja protective 2, 2) contributes 0.
 import pandas as pd
 import pytest
 
-from alignbf.indices import add_indices
-from alignbf.study import Scoring
+from alignbf.config.study import Scoring
+from alignbf.scoring.indices import add_indices
 
 FRAME = pd.DataFrame(
     {

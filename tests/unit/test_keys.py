@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from alignbf.errors import EndpointError
-from alignbf.keys import ScrubFilter, read_key, scrub
+from alignbf.transport.keys import ScrubFilter, read_key, scrub
 
 
 def test_missing_or_empty_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

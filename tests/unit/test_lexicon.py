@@ -1,4 +1,4 @@
-"""Tests for alignbf.lexicon: labelled sentences per language, matching rules, validation."""
+"""Tests for alignbf.scoring.lexicon: labelled sentences per language, rules, validation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from alignbf.errors import ConfigError
-from alignbf.lexicon import (
+from alignbf.scoring.lexicon import (
     CATEGORIES,
     LANGUAGES,
     TextCounts,

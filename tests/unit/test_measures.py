@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from alignbf.measures import agent_measures, simulation_measures
+from alignbf.scoring.measures import agent_measures, simulation_measures
 
 # one simulation, two agents; hits written out per message
 MESSAGES = pd.DataFrame(

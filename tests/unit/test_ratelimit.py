@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from alignbf.ratelimit import Concurrency, EndpointLimiter, TokenBucket, estimate_tokens
+from alignbf.transport.ratelimit import Concurrency, EndpointLimiter, TokenBucket, estimate_tokens
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""alignbf.regression against coefficients published from R (lm, glm, lme4, lmerTest).
+"""alignbf.analysis.regression against coefficients published from R (lm, glm, lme4, lmerTest).
 
 Reference values with six decimals come from the tidystats test fixtures
 (github.com/WillemSleegers/tidystats, tests/data/*.json), which store R output rounded to
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignbf import regression
+from alignbf.analysis import regression
 from alignbf.errors import AnalysisError
 
 # lme4::sleepstudy: Reaction (ms) on Days 0..9 for each of 18 subjects (rows), 180 rows.

@@ -13,12 +13,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from alignbf.backend import ChatRequest, Completion
-from alignbf.client import OpenAIBackend
-from alignbf.endpoints import Endpoint
+from alignbf.config.endpoints import Endpoint
 from alignbf.errors import ContextLengthError, EndpointError, TransientEndpointError
-from alignbf.keys import read_key
-from alignbf.retry import (
+from alignbf.transport.backend import ChatRequest, Completion
+from alignbf.transport.client import OpenAIBackend
+from alignbf.transport.keys import read_key
+from alignbf.transport.retry import (
     RetryableError,
     RetryPolicy,
     call_with_retries,
@@ -26,7 +26,7 @@ from alignbf.retry import (
     parse_retry_after,
     should_retry,
 )
-from alignbf.routes import make_route
+from alignbf.transport.routes import make_route
 
 FAST = RetryPolicy(backoff_initial_s=0.001, backoff_max_s=0.002)
 OK = {

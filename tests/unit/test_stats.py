@@ -1,4 +1,4 @@
-"""alignbf.stats against numbers published by R and by the paper.
+"""alignbf.analysis.stats against numbers published by R and by the paper.
 
 Reference values with six decimals come from the tidystats test fixtures
 (github.com/WillemSleegers/tidystats, tests/data/*.json), which store R output rounded to
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alignbf import stats
+from alignbf.analysis import stats
 from alignbf.errors import AnalysisError
 
 # R datasets::mtcars, columns mpg and am (0 = automatic, 1 = manual), in row order.
@@ -353,7 +353,7 @@ def test_ci_level_is_recorded_and_narrows() -> None:
 def test_g_interval_matches_hedges_g_on_data() -> None:
     import numpy as np
 
-    from alignbf.stats import g_interval, hedges_g
+    from alignbf.analysis.stats import g_interval, hedges_g
 
     rng = np.random.default_rng(3)
     x, y = rng.normal(1.0, 1.0, 15), rng.normal(0.0, 1.0, 15)

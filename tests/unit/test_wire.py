@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from alignbf.wire import Lane
+from alignbf.transport.wire import Lane
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TIMEOUTS = {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0}

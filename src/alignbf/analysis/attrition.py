@@ -1,0 +1,104 @@
+"""Attrition per design cell: planned, run, ok and analysed simulations (CONSORT flow).
+
+Planned counts come from the study config (cells after exclusions, times replicates),
+the rest from the ``simulations`` table of the run and from its scores. Nothing is
+dropped silently: every planned simulation is in exactly one of ``not_started``,
+``pending``, an excluded status, or ``analysed``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from alignbf.config.study import Study
+from alignbf.engine.grid import cells
+from alignbf.store.store import Store
+
+CELL = ["language", "alignment_ratio", "individuation_ratio", "model"]
+EXCLUDED = ["invalid_output", "infra_error", "failed", "stopped", "context_length"]
+COLUMNS = [
+    "source",
+    *CELL,
+    "planned",
+    "registered",
+    "run",
+    "ok",
+    "analysed",
+    "excluded",
+    *EXCLUDED,
+    "pending",
+    "not_started",
+]
+
+
+def _planned(study: Study) -> pd.DataFrame:
+    frame = pd.DataFrame(cells(study), columns=CELL)
+    return frame.assign(planned=study.replicates)
+
+
+def _statuses(store: Store) -> pd.DataFrame:
+    frame = pd.read_sql_query(
+        f"SELECT {', '.join(CELL)}, status, count(*) AS n FROM simulations "
+        f"GROUP BY {', '.join(CELL)}, status",
+        store.conn,
+    )
+    wide = frame.pivot_table(index=CELL, columns="status", values="n", aggfunc="sum")
+    return wide.reindex(columns=["ok", *EXCLUDED, "pending"]).fillna(0).astype(int).reset_index()
+
+
+def _analysed(scores: pd.DataFrame) -> pd.DataFrame:
+    return scores.groupby(CELL).size().rename("analysed").reset_index()
+
+
+def _merge_cells(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+    for frame in (left, right):
+        frame["alignment_ratio"] = frame["alignment_ratio"].astype(float).round(9)
+        frame["individuation_ratio"] = frame["individuation_ratio"].astype(float).round(9)
+    return left.merge(right, on=CELL, how="outer")
+
+
+def attrition(
+    store: Store, study: Study, scores: pd.DataFrame, source: str = "main"
+) -> pd.DataFrame:
+    """Attrition of one run, one row per design cell (plus cells run but not planned).
+
+    Args:
+        store: The run's store (read-only is enough).
+        study: The study config recorded in the run.
+        scores: The run's simulation scores (one row per analysed simulation).
+        source: Label of the run (``main``, or an input name such as ``study1``).
+
+    Returns:
+        One row per cell with columns ``source``, ``language``, ``alignment_ratio``,
+        ``individuation_ratio``, ``model``, ``planned`` (design), ``registered`` (rows in
+        the simulations table), ``run`` (registered and not pending), ``ok``,
+        ``analysed`` (scored), ``excluded`` (run but not analysed), one column per
+        excluded status (``invalid_output``, ``infra_error``, ``failed``, ``stopped``,
+        ``context_length``), ``pending`` and ``not_started`` (planned, never registered).
+    """
+    frame = _merge_cells(_planned(study), _statuses(store))
+    frame = _merge_cells(frame, _analysed(scores))
+    counts = ["planned", "ok", *EXCLUDED, "pending", "analysed"]
+    frame[counts] = frame[counts].fillna(0).astype(int)
+    frame["registered"] = frame[["ok", *EXCLUDED, "pending"]].sum(axis=1)
+    frame["run"] = frame["registered"] - frame["pending"]
+    frame["excluded"] = frame["run"] - frame["analysed"]
+    frame["not_started"] = (frame["planned"] - frame["registered"]).clip(lower=0)
+    frame["source"] = source
+    order = {
+        "model": {m: i for i, m in enumerate(study.factors.models)},
+        "language": {code: i for i, code in enumerate(study.factors.languages)},
+    }
+    frame = frame.sort_values(
+        by=["model", "language", "individuation_ratio", "alignment_ratio"],
+        key=lambda s: (
+            s.map(order[str(s.name)]).fillna(len(order[str(s.name)])) if s.name in order else s
+        ),
+    )
+    return frame[COLUMNS].reset_index(drop=True)
+
+
+def flow(frame: pd.DataFrame) -> dict[str, int]:
+    """Totals of the CONSORT flow: planned, run, ok, analysed and each excluded status."""
+    keys = ["planned", "registered", "run", "ok", "analysed", *EXCLUDED, "pending", "not_started"]
+    return {key: int(frame[key].sum()) for key in keys}

@@ -1,0 +1,234 @@
+"""Terminal rendering for the CLI: tables and the progress display (rich)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from alignbf.engine.plan import Plan
+from alignbf.engine.runner import Progress, RunResult
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def money(value: float | None) -> str:
+    """Dollars, or "unknown" (never $0 for an unknown price)."""
+    return "unknown" if value is None else f"${value:,.2f}"
+
+
+def render_plan(plan: Plan) -> None:
+    """The plan as tables."""
+    cells = Table(title=f"{plan.study}: {plan.simulations} simulations, {plan.calls:,} LLM calls")
+    for col in ("language", "alignment", "individuation", "model", "simulations"):
+        cells.add_column(col, justify="right" if col != "language" else "left")
+    for c in plan.cells:
+        cells.add_row(
+            c["language"],
+            f"{c['alignment_ratio']:g}",
+            f"{c['individuation_ratio']:g}",
+            c["model"],
+            str(c["simulations"]),
+        )
+    console.print(cells)
+    cost = Table(title="Per endpoint (estimates)")
+    for col in ("model", "endpoint", "calls", "input tok", "output tok", "cost", "worst case"):
+        if col in ("model", "endpoint"):
+            cost.add_column(col, overflow="fold")
+        else:
+            cost.add_column(col, justify="right", no_wrap=True)
+    for e in plan.endpoints:
+        cost.add_row(
+            e.model,
+            e.endpoint,
+            f"{e.calls:,}",
+            f"{e.input_tokens:,}",
+            f"{e.output_tokens:,}",
+            money(e.cost_usd),
+            money(e.worst_cost_usd),
+        )
+    console.print(cost)
+    console.print(f"[dim]{plan.estimate_note}[/dim]")
+
+
+def _progress_table(p: Progress) -> Table:
+    elapsed = time.monotonic() - p.started
+    finished = p.done
+    remaining = p.total - p.skipped - finished
+    rate = finished / elapsed if elapsed > 0 else 0.0
+    eta = f"{remaining / rate:,.0f}s" if rate > 0 and remaining > 0 else "-"
+    table = Table.grid(padding=(0, 2))
+    table.add_row(
+        f"simulations {p.skipped + finished}/{p.total}",
+        f"calls {p.calls:,} ({p.calls / elapsed if elapsed else 0:,.0f}/s)",
+        f"cached {p.cache_hits:,}",
+        f"tokens {p.tokens:,}",
+        f"cost {money(p.cost_usd) if not p.cost_unknown else 'unknown'}",
+        f"retries {p.retries}",
+        f"failures {p.failures}",
+        f"ETA {eta}",
+    )
+    return table
+
+
+@contextmanager
+def progress_display(quiet: bool) -> Iterator[Callable[[Progress], None]]:
+    """A live one-line display on stderr, refreshed at most 4 times a second."""
+    if quiet or not err_console.is_terminal:
+        yield lambda p: None
+        return
+    last = [0.0]
+    with Live(console=err_console, refresh_per_second=4, transient=False) as live:
+
+        def update(p: Progress) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.25 or p.done + p.skipped >= p.total:
+                last[0] = now
+                live.update(_progress_table(p))
+
+        yield update
+
+
+def render_run(result: RunResult) -> None:
+    """Summary after ``alignbf run``."""
+    p = result.progress
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(p.statuses.items())) or "nothing to do"
+    console.print(
+        f"{result.run_dir}: {p.total} simulations ({p.skipped} already finished; this run: "
+        f"{statuses}); {p.calls:,} calls, {p.cache_hits:,} replayed from cache, "
+        f"{p.tokens:,} tokens, cost {money(p.cost_usd) if not p.cost_unknown else 'unknown'}"
+    )
+    for endpoint, t in result.throttled.items():
+        console.print(
+            f"[yellow]{endpoint}: rate-limited (HTTP 429); concurrency was cut {t.cuts} time(s), "
+            f"from {t.maximum} to as low as {t.lowest:g}, and was {t.final:.3g} at the end[/]"
+        )
+    if result.stopped:
+        console.print(
+            f"[yellow]stopped early ({result.stopped}); run the same command again to resume[/]"
+        )
+
+
+def render_status(status: dict[str, Any]) -> None:
+    """``alignbf status`` tables."""
+    table = Table(title=f"{status['run_dir']} ({status['study']}, backend {status['backend']})")
+    for col in ("language", "alignment", "individuation", "model", "status", "n"):
+        table.add_column(col)
+    for c in status["cells"]:
+        table.add_row(
+            c["language"],
+            f"{c['alignment_ratio']:g}",
+            f"{c['individuation_ratio']:g}",
+            c["model"],
+            c["status"],
+            str(c["n"]),
+        )
+    console.print(table)
+    totals = ", ".join(f"{k} {v}" for k, v in sorted(status["simulations"].items()))
+    console.print(
+        f"simulations: {totals}; calls {status['calls']:,} "
+        f"(failed attempts {status['failed_attempts']}); tokens in {status['input_tokens']:,} "
+        f"out {status['output_tokens']:,}; cost {money(status['cost_usd'])}"
+    )
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None or value != value else f"{value:.3g}"
+
+
+def render_replication(result: Any) -> None:
+    """``alignbf replicate`` table and summary line."""
+    table = Table(title=f"Replication against {result.reference}")
+    for col in ("id", "expected", "estimate", "95% CI", "verdict", "reference", "outcome"):
+        table.add_column(col)
+    colour = {"replicated": "green", "not_replicated": "red", "drift": "yellow"}
+    for r in result.table.to_dict("records"):
+        ref = "-" if r["ref_estimate"] is None else _num(r["ref_estimate"])
+        if r["ref_ci_low"] is not None:
+            ref += f" [{_num(r['ref_ci_low'])}, {_num(r['ref_ci_high'])}]"
+        label = r["outcome"] + (" (exploratory)" if r["exploratory"] else "")
+        table.add_row(
+            r["id"],
+            str(r["expected"]),
+            _num(r["estimate"]),
+            f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
+            str(r["verdict"]),
+            ref,
+            f"[{colour.get(r['outcome'], 'white')}]{label}[/]",
+        )
+    console.print(table)
+    for line in result.drift:
+        console.print(f"[yellow]provider drift: {line}[/]")
+    meaning = {0: "replicated", 1: "not replicated", 2: "inconclusive"}[result.exit_code]
+    console.print(f"overall: {meaning} (exit {result.exit_code})")
+
+
+@contextmanager
+def stage_progress(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar per stage (simulating, analysing) on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    if quiet:
+        yield lambda stage, done, total: None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def render_power(result: Any, budget: float | None) -> None:
+    """``alignbf power`` tables."""
+    sizes = sorted(result.table["replicates"].unique())
+    table = Table(
+        title=f"Power of {result.study} on world {result.world!r} "
+        f"({result.sims} simulated studies per size, pool {result.pool}/cell)"
+    )
+    table.add_column("hypothesis")
+    for r in sizes:
+        table.add_column(f"r={r}", justify="right")
+    for hid, group in result.table.groupby("id"):
+        by = dict(zip(group["replicates"], group["power"], strict=True))
+        table.add_row(str(hid), *(f"{by.get(r, float('nan')):.2f}" for r in sizes))
+    cost = result.table.drop_duplicates("replicates").set_index("replicates")["cost_usd"]
+    table.add_row("[dim]study cost[/]", *(f"[dim]{money(cost.get(r))}[/]" for r in sizes))
+    console.print(table)
+    needed = Table(title="Replicates per cell needed")
+    for col in ("hypothesis", "power at plan", "for 80%", "cost", "for 90%", "cost"):
+        needed.add_column(col, justify="right" if col != "hypothesis" else "left")
+    for r in result.needed.to_dict("records"):
+        needed.add_row(
+            r["id"],
+            _num(r["planned_power"]),
+            str(r["replicates_80"] or f"> {sizes[-1]}"),
+            money(r["cost_80"]),
+            str(r["replicates_90"] or f"> {sizes[-1]}"),
+            money(r["cost_90"]),
+        )
+    console.print(needed)
+    for hid, why in result.skipped.items():
+        console.print(f"[dim]{hid}: not powered ({why})[/]")
+    if budget is not None:
+        affordable = [r for r in sizes if cost.get(r) is not None and cost[r] <= budget]
+        if affordable:
+            best = max(affordable)
+            console.print(f"${budget:,.2f} buys {best} replicates per cell ({money(cost[best])}).")
+        else:
+            console.print(f"${budget:,.2f} buys none of the sizes shown (or prices are unknown).")

@@ -1,0 +1,116 @@
+"""Named OpenAI-compatible endpoints (``configs/endpoints.yaml``).
+
+An endpoint names where a model is served, the environment variable that holds
+its key (never the key), its prices and its rate limits. Unknown prices are
+``null`` and are shown as "unknown", never as $0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from alignbf.config.study import Study, _describe, resolve_relative
+from alignbf.config.yamlfile import load_yaml
+from alignbf.errors import ConfigError
+
+
+class Endpoint(BaseModel):
+    """One OpenAI-compatible endpoint serving one model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    base_url: str
+    """Base URL ending in /v1 (``{base_url}/chat/completions`` is called)."""
+    api_key_env: str | None = None
+    """Name of the environment variable that holds the key; null for keyless local servers."""
+    model: str
+    """Model id as this provider names it."""
+    serves: str
+    """The study-level model name this endpoint serves (e.g. llama-3.3-70b)."""
+    price_input_per_mtok: float | None = Field(None, ge=0)
+    """USD per million input tokens; null = unknown."""
+    price_output_per_mtok: float | None = Field(None, ge=0)
+    """USD per million output tokens; null = unknown."""
+    max_connections: int = Field(16, ge=1, le=1024)
+    """Simultaneous requests to this endpoint."""
+    requests_per_minute: int | None = Field(None, ge=1)
+    """Request rate limit; null = none."""
+    tokens_per_minute: int | None = Field(None, ge=1)
+    """Token rate limit (input + output); null = none."""
+    supports_seed: bool = True
+    """Whether the API ``seed`` parameter is sent."""
+    context_window: int | None = Field(None, ge=1)
+    """Context length in tokens, for the pre-flight prompt size check; null = unknown."""
+    timeout_s: float = Field(120.0, gt=0)
+    """Read timeout per attempt, seconds (null or 0 would mean no timeout and is refused)."""
+    notes: str = ""
+    """Free text: where the price comes from, quirks."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @property
+    def priced(self) -> bool:
+        """True when both prices are known."""
+        return self.price_input_per_mtok is not None and self.price_output_per_mtok is not None
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float | None:
+        """USD for a call, or None when a price is unknown."""
+        if self.price_input_per_mtok is None or self.price_output_per_mtok is None:
+            return None
+        return (
+            input_tokens * self.price_input_per_mtok + output_tokens * self.price_output_per_mtok
+        ) / 1e6
+
+
+class EndpointsFile(BaseModel):
+    """The whole endpoints file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoints: dict[str, Endpoint]
+
+
+def load_endpoints(path: Path) -> dict[str, Endpoint]:
+    """Load an endpoints file; ``api_key`` written inline is refused without echoing it."""
+    data = load_yaml(path)
+    for name, entry in (data.get("endpoints") or {}).items():
+        if isinstance(entry, dict) and "api_key" in entry:
+            raise ConfigError(
+                f"{path}: endpoints.{name}.api_key: keys do not belong in files; "
+                "name an environment variable with api_key_env"
+            )
+    try:
+        return EndpointsFile.model_validate(data).endpoints
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def check_endpoints(study: Study, config_path: Path) -> dict[str, Endpoint]:
+    """The endpoints a study maps its models to, checked against ``endpoints.yaml``."""
+    if not study.endpoints:
+        return {}
+    path = resolve_relative(config_path, study.endpoints_file, "configs")
+    endpoints = load_endpoints(path)
+    for model, name in study.endpoints.items():
+        if name not in endpoints:
+            raise ConfigError(
+                f"{config_path}: endpoints.{model}: unknown endpoint {name!r}; "
+                f"accepted: {', '.join(endpoints)}"
+            )
+        if endpoints[name].serves != model:
+            raise ConfigError(
+                f"{config_path}: endpoints.{model}: endpoint {name!r} serves "
+                f"{endpoints[name].serves!r}, not {model!r}"
+            )
+    for model in study.factors.models:
+        if model not in study.endpoints:
+            raise ConfigError(f"{config_path}: endpoints: no endpoint serves model {model!r}")
+    return endpoints

@@ -1,0 +1,346 @@
+"""Preregistered hypotheses as code: the strict schema of ``prereg/<study>.yaml``.
+
+A preregistration file names the study, its correction families, the runs of other
+studies it borrows cells from (``inputs``) and one entry per hypothesis. Each
+hypothesis says which outcome is estimated at which level on which subset, with which
+estimator, in which direction, and how the verdict is reached. ``load_prereg(path)``
+is the only way in; every problem becomes one :class:`~alignbf.errors.ConfigError` line
+naming the file and the field path.
+
+Decision rules (:meth:`Hypothesis.decide`), with ``null`` the estimator's null value
+(0 for effects, the tested value for ``mean_vs``, ``p_null`` for ``count_languages``,
+1 for ``ratio``) and ``b`` the ``equivalence_bound``:
+
+* ``positive`` / ``negative``: *supported* when the adjusted p is below ``alpha`` and
+  the estimate lies on the expected side of ``null``; *not_supported* when it is
+  significant on the other side, or when the CI lies inside ``null ± b``; otherwise
+  *inconclusive*.
+* ``not_positive``: *supported* when the CI's upper bound is below ``null + b``;
+  *not_supported* when the estimate is significantly above ``null``.
+* ``equivalent``: *supported* when the CI lies inside ``null ± b``; *not_supported*
+  when it lies entirely outside that band.
+* ``decision: descriptive`` gives the verdict *descriptive* whatever the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from alignbf.config.study import phrase
+from alignbf.config.yamlfile import load_yaml
+from alignbf.errors import ConfigError
+
+Direction = Literal["positive", "negative", "not_positive", "equivalent"]
+Level = Literal["simulation", "agent"]
+Scalar = float | str | bool
+VERDICTS = ("supported", "not_supported", "inconclusive", "descriptive")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class GContrast(_Strict):
+    type: Literal["g_contrast"]
+    factor: str = "alignment_ratio"
+    """Column that defines the two groups."""
+    high: Scalar = 1.0
+    """Level of ``factor`` for the first group (g = high - low)."""
+    low: Scalar = 0.0
+    """Level of ``factor`` for the second group."""
+
+
+class Slope(_Strict):
+    type: Literal["slope"]
+    formula: str
+    """statsmodels/patsy formula of an OLS model, e.g. ``cpi ~ alignment_ratio``."""
+    term: str
+    """The coefficient tested."""
+    robust: Literal["HC0", "HC1", "HC2", "HC3"] | None = None
+    """Heteroskedasticity-robust standard errors (null = classical)."""
+
+
+class MixedTerm(_Strict):
+    type: Literal["mixed_term"]
+    formula: str
+    """Fixed-effects formula, e.g. ``di ~ alignment_ratio``."""
+    term: str
+    """The fixed effect tested."""
+    groups: str
+    """Column with the grouping factor of the random effects."""
+    re_formula: str | None = None
+    """Random-effects formula (null = random intercept; ``~x`` = intercept and slope)."""
+
+
+class Interaction(_Strict):
+    type: Literal["interaction"]
+    formula: str
+    """OLS formula with the interaction, e.g. ``cpi ~ alignment_ratio * C(language)``."""
+    null_formula: str
+    """The same model without the interaction terms (the joint F test compares both)."""
+    factor: str = "alignment_ratio"
+    """Predictor whose per-group slopes the estimate summarises."""
+    by: str = "language"
+    """Grouping column; the estimate is the SD of the per-group slopes."""
+
+
+class PerGroup(_Strict):
+    factor: str = "alignment_ratio"
+    """Predictor of the per-group effect."""
+    effect: Literal["slope", "g"] = "slope"
+    """Per-group effect: OLS slope of the outcome on ``factor``, or Hedges' g high - low."""
+    high: Scalar = 1.0
+    """High level of ``factor`` (effect ``g`` only)."""
+    low: Scalar = 0.0
+    """Low level of ``factor`` (effect ``g`` only)."""
+    by: str = "language"
+    """Grouping column."""
+
+
+class CountLanguages(PerGroup):
+    type: Literal["count_languages"]
+    criterion: Literal["positive", "significant_positive"] = "positive"
+    """What counts: a positive effect, or a positive effect with p below ``alpha_each``."""
+    alpha_each: float = Field(0.05, gt=0, lt=1)
+    """Per-group significance level (criterion ``significant_positive``)."""
+    p_null: float = Field(0.5, gt=0, lt=1)
+    """Chance of a group counting under the null hypothesis (exact binomial test)."""
+    alternative: Literal["greater", "two-sided", "less"] = "greater"
+    """Alternative of the binomial test."""
+
+
+class Correlation(PerGroup):
+    type: Literal["correlation"]
+    attribute: str
+    """Language attribute from data/languages.yaml correlated with the effect (e.g. pdi)."""
+
+
+class MeanVs(_Strict):
+    type: Literal["mean_vs"]
+    value: float
+    """Value the mean of the outcome is tested against (one-sample t test)."""
+
+
+class Ratio(_Strict):
+    type: Literal["ratio"]
+    numerator: str
+    """Column summed for the numerator (e.g. conformity)."""
+    denominator: str
+    """Column summed for the denominator (e.g. individuation)."""
+    factor: str = "alignment_ratio"
+    """Column that defines the two groups."""
+    high: Scalar = 1.0
+    """Level of ``factor`` whose ratio is divided ..."""
+    low: Scalar = 0.0
+    """... by the ratio at this level."""
+    bootstrap: int = Field(2000, ge=100, le=100_000)
+    """Percentile-bootstrap resamples of simulations for the CI."""
+    seed: int = 0
+    """Seed of the bootstrap."""
+
+
+Estimator = Annotated[
+    GContrast | Slope | MixedTerm | Interaction | CountLanguages | Correlation | MeanVs | Ratio,
+    Field(discriminator="type"),
+]
+
+
+class Reference(_Strict):
+    statistic: str
+    """Name of the reported statistic (g, beta, r, count, mean, ratio)."""
+    value: float | None = None
+    """The reported number (null when only a direction was reported)."""
+    p: str | None = None
+    """The reported p-value as written, e.g. ``< .0001``."""
+    source: Literal["paper", "summary", "companion", "assumed"]
+    """Where the number comes from (PAPER.md tags)."""
+    text: str | None = None
+    """Free text replacing ``statistic = value`` (e.g. ``15/16 languages``)."""
+
+    def render(self) -> str:
+        """``g = -1.844, p < .0001 [paper]``."""
+        head = self.text or (
+            self.statistic if self.value is None else f"{self.statistic} = {self.value:g}"
+        )
+        p = f", p {self.p}" if self.p else ""
+        return f"{head}{p} [{self.source}]"
+
+
+class Hypothesis(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$")
+    """Stable identifier (lower case, digits, underscores)."""
+    statement: str = Field(min_length=1)
+    """The claim in plain language."""
+    outcome: str
+    """Score column estimated (cpi, di, conformity_pct, harmony_share, ...)."""
+    level: Level = "simulation"
+    """Unit of analysis: one row per simulation or per agent."""
+    subset: dict[str, Scalar | list[Scalar]] = {}
+    """Rows used: column -> value (or list of values)."""
+    estimator: Estimator
+    """How the estimate, CI and p-value are computed."""
+    expected: Direction
+    """Preregistered direction of the effect."""
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """Significance level the adjusted p-value is compared with."""
+    ci: float = Field(0.95, gt=0, lt=1)
+    """Confidence level of the reported interval."""
+    family: str
+    """Correction family (Holm within each family)."""
+    decision: Literal["significance", "descriptive"] = "significance"
+    """significance: the rule in the module docstring; descriptive: no verdict."""
+    exploratory: bool
+    """True for claims not tested confirmatorily."""
+    reference: Reference
+    """What the original paper reported."""
+    equivalence_bound: float | None = Field(None, gt=0)
+    """Smallest effect of interest; CIs inside ``null ± bound`` count as no effect."""
+    input: str | None = None
+    """Take the data from this input run (see ``inputs``) instead of the analysed run."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Hypothesis:
+        if self.expected in ("not_positive", "equivalent") and self.equivalence_bound is None:
+            raise ValueError(f"expected = {self.expected} needs an equivalence_bound")
+        formula = getattr(self.estimator, "formula", None)
+        if formula is not None and formula.split("~")[0].strip() != self.outcome:
+            raise ValueError(f"the formula {formula!r} does not model outcome {self.outcome!r}")
+        return self
+
+    def decide(
+        self, estimate: float, ci_low: float, ci_high: float, p_adj: float, null: float = 0.0
+    ) -> str:
+        """The verdict for these numbers (see the module docstring)."""
+        if self.decision == "descriptive":
+            return "descriptive"
+        b = self.equivalence_bound
+        significant = not math.isnan(p_adj) and p_adj < self.alpha
+        inside = b is not None and null - b < ci_low and ci_high < null + b
+        if self.expected == "equivalent":
+            outside = b is not None and (ci_low > null + b or ci_high < null - b)
+            return "supported" if inside else "not_supported" if outside else "inconclusive"
+        above, below = significant and estimate > null, significant and estimate < null
+        if self.expected == "not_positive":
+            if b is not None and ci_high < null + b:
+                return "supported"
+            return "not_supported" if above else "inconclusive"
+        right, wrong = (above, below) if self.expected == "positive" else (below, above)
+        if right:
+            return "supported"
+        return "not_supported" if wrong or inside else "inconclusive"
+
+
+class Family(_Strict):
+    method: Literal["holm", "bh", "bonferroni", "none"] = "holm"
+    """Multiplicity adjustment within the family."""
+    description: str = ""
+    """What the family holds."""
+
+
+class InputRun(_Strict):
+    study: str
+    """Study name (``run`` table key ``study``) of the run that supplies the cells."""
+    description: str = ""
+    """Why the input is needed. Found with ``--input NAME=DIR``, or else as the most
+    recent run of ``study`` with the same backend in the analysed run's parent directory."""
+
+
+class Prereg(_Strict):
+    study: str
+    """Study the hypotheses belong to."""
+    version: str = "1"
+    """Version of this preregistration."""
+    description: str = ""
+    """What is preregistered, in one paragraph."""
+    families: dict[str, Family]
+    """Correction families by name."""
+    inputs: dict[str, InputRun] = {}
+    """Runs of other studies whose cells some hypotheses use."""
+    hypotheses: list[Hypothesis] = Field(min_length=1)
+    """The hypotheses, one per claim."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Prereg:
+        seen: set[str] = set()
+        for i, h in enumerate(self.hypotheses):
+            if h.id in seen:
+                raise ValueError(f"hypotheses[{i}].id {h.id!r} is used twice")
+            seen.add(h.id)
+            if h.family not in self.families:
+                known = ", ".join(self.families)
+                raise ValueError(f"hypotheses[{i}].family {h.family!r} is not one of: {known}")
+            if h.input is not None and h.input not in self.inputs:
+                raise ValueError(f"hypotheses[{i}].input {h.input!r} is not declared in inputs")
+        return self
+
+
+def _models_of(annotation: Any) -> list[type[BaseModel]]:
+    """Pydantic models an annotation can hold (through lists, dicts, unions, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return []
+    args = typing.get_args(annotation)
+    if origin is Annotated:
+        args = args[:1]
+    elif origin is dict:
+        args = args[1:]
+    elif origin not in (list, typing.Union, types.UnionType):
+        return []
+    return [m for arg in args for m in _models_of(arg)]
+
+
+def _tag(model: type[BaseModel]) -> Any:
+    """The ``type`` literal of an estimator model (None for other models)."""
+    field = model.model_fields.get("type")
+    return typing.get_args(field.annotation)[0] if field is not None else None
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[str, list[type[BaseModel]]]:
+    """Readable path of an error location and the models holding its last field."""
+    models: list[type[BaseModel]] = [Prereg]
+    shown: list[str] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            shown.append(f"[{part}]")
+            continue
+        owners = [m for m in models if part in m.model_fields]
+        tagged = [m for m in models if _tag(m) == part]
+        if tagged and not owners:
+            models = tagged
+            continue
+        shown.append(f".{part}")
+        if owners and i < len(loc) - 1:
+            models = _models_of(owners[0].model_fields[part].annotation)
+    return "".join(shown).lstrip(".") or "(top level)", models
+
+
+def _describe(error: Any) -> str:
+    """One phrase for one pydantic error, with paths through the estimator union."""
+    where, models = _walk(tuple(error["loc"]))
+    return phrase(error, where, sorted({f for m in models for f in m.model_fields}))
+
+
+def parse_prereg(data: dict[str, Any], source: Path | str) -> Prereg:
+    """Validate already-loaded YAML data as a preregistration."""
+    try:
+        return Prereg.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_prereg(path: Path) -> Prereg:
+    """Load and validate a preregistration file.
+
+    Raises:
+        ConfigError: one line naming the file, the field path and what is accepted.
+    """
+    return parse_prereg(load_yaml(path), path)

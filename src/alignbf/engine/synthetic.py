@@ -1,0 +1,303 @@
+"""The synthetic backend: a seeded generative model of the conversation, no network.
+
+Like a real model it reads the condition from the prompt itself: the language
+(from the channel-format instructions), whether the agent is alignment-instructed
+or individuated (from the instruction texts in its system prompt), the turn (from
+the turn header) and what the group has said so far. It answers with sentences
+from its own phrase banks (``data/synthetic/<lang>.yaml``, written independently
+of the scoring lexicons), drawing each sentence's category from a softmax whose
+logits the world file (``configs/synthetic/*.yaml``) sets as functions of
+alignment, individuation, language, model, event severity and group contagion.
+A reply is a pure function of the request (seed and messages).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from alignbf.config import assets
+from alignbf.config.prompts import load_prompts
+from alignbf.config.study import _describe, load_languages
+from alignbf.config.yamlfile import load_yaml
+from alignbf.errors import ConfigError
+from alignbf.transport.backend import ChatRequest, Completion
+
+KINDS = ("coercive", "protective", "harmony_protective", "conformity", "individuation", "neutral")
+_NO_SPACE = {"ja", "zh"}
+_FIRST_INT = re.compile(r"\d+")
+_EDGE_PUNCTUATION = " ,.!?;:、。！？"
+CONTAGION_CUES = 6
+"""Sentences per category the model listens for when it gauges what the group said."""
+
+
+class World(BaseModel):
+    """A synthetic world: how category rates depend on the condition."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    name: str
+    """Short name, part of the synthetic endpoint id (and so of every cache key)."""
+    description: str = ""
+    """What the world plants."""
+    talk_sentences: tuple[int, int] = (1, 3)
+    """Range of talk sentences per reply."""
+    monologue_mean: float = Field(1.0, ge=0)
+    """Mean monologue sentences per reply before effects."""
+    whisper_rate: float = Field(0.1, ge=0, le=1)
+    """Probability that a reply includes a whisper."""
+    format_error_rate: float = Field(0.0, ge=0, le=1)
+    """Probability that a reply ignores the channel format."""
+    base: dict[str, float]
+    """Baseline logit per category."""
+    severity: dict[str, float] = {}
+    """Logit added per category times event severity (0 at turn 1, 1 at turn 15)."""
+    contagion: dict[str, float] = {}
+    """Logit added per category times its share of the sentences the agent just heard."""
+    group_variation: dict[str, float] = {}
+    """SD of a per-simulation offset per category logit (and ``monologue``): groups differ,
+    as real conversations do, beyond the sampling noise of single replies."""
+    alignment: dict[str, dict[str, float]] = {}
+    """Effect of the alignment prefix: ``default`` and per language; keys are categories or
+    ``monologue`` (extra monologue sentences)."""
+    individuation: dict[str, dict[str, float]] = {}
+    """Effect of the individuation instruction: ``default`` and per language."""
+    models: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    """Per-model overrides: model -> ``alignment``/``individuation`` -> language -> effects."""
+    expected: dict[str, Literal["positive", "negative", "not_positive"]] = {}
+    """Directions this world plants, by preregistered hypothesis id
+    (``alignbf replicate --against planted:<world>``)."""
+
+    def effect(self, kind: str, model: str, language: str) -> dict[str, float]:
+        """The effect table of ``kind`` for a model and language (most specific wins)."""
+        override = self.models.get(model, {}).get(kind, {})
+        table = getattr(self, kind)
+        return override.get(language) or table.get(language) or table.get("default", {})
+
+
+def load_world(path: str | Path | None = None) -> World:
+    """Load a world file; ``None`` or ``paper``/``null`` name the built-in worlds."""
+    name = path or "paper"
+    resolved = Path(name)
+    if not resolved.exists():
+        resolved = assets.path("configs", "synthetic", f"{Path(name).stem}.yaml")
+    data = load_yaml(resolved)
+    try:
+        return World.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e, World) for e in exc.errors())
+        raise ConfigError(f"{resolved}: {problems}") from None
+
+
+@dataclass(frozen=True)
+class _Bank:
+    language: str
+    talk: dict[str, tuple[str, ...]]
+    monologue: dict[str, tuple[str, ...]]
+    fragments: tuple[tuple[str, str], ...]
+    """(fragment, category) pairs used to recognise what the group said."""
+
+
+def _fragment(sentence: str) -> str:
+    return max(sentence.split("{target}"), key=len).strip(_EDGE_PUNCTUATION)
+
+
+def _bank(language: str) -> _Bank:
+    return _load_bank(language, assets.root())
+
+
+@cache
+def _load_bank(language: str, root: Path) -> _Bank:
+    data = load_yaml(root / "data" / "synthetic" / f"{language}.yaml")
+    talk = {k: tuple(data["talk"][k]) for k in KINDS}
+    mono = {k: tuple(data["monologue"][k]) for k in KINDS}
+    fragments = []
+    for kind in ("coercive", "protective", "harmony_protective"):
+        usable = [f for f in map(_fragment, talk[kind]) if len(f) >= 4]
+        for frag in usable[:CONTAGION_CUES]:
+            fragments.append((frag, "protective" if kind == "harmony_protective" else kind))
+    return _Bank(language, talk, mono, tuple(fragments))
+
+
+@dataclass(frozen=True)
+class _Condition:
+    language: str
+    aligned: bool
+    individuated: bool
+    channel_format: str
+    names: tuple[str, ...]
+
+
+def _markers() -> list[tuple[str, str, str, str, str, tuple[str, ...]]]:
+    return _markers_at(assets.root())
+
+
+@cache
+def _markers_at(root: Path) -> list[tuple[str, str, str, str, str, tuple[str, ...]]]:
+    out = []
+    for code in load_languages():
+        p = load_prompts(code)
+        names = tuple(x.call_name for x in p.personas)
+        for fmt, text in p.channel_format.items():
+            out.append(
+                (
+                    text.strip(),
+                    code,
+                    fmt,
+                    p.alignment_prefix.strip(),
+                    p.individuation_instruction.strip(),
+                    names,
+                )
+            )
+    return out
+
+
+_CONDITIONS: dict[str, _Condition] = {}
+_CONDITIONS_KEPT = 4096
+"""System prompts remembered; more than the agents of every simulation in flight."""
+
+
+def read_condition(system: str) -> _Condition:
+    """Recover language, instructions and format from a system prompt."""
+    found = _CONDITIONS.get(system)
+    if found is None:
+        for fmt_text, code, fmt, prefix, individuation, names in _markers():
+            if fmt_text in system:
+                present = tuple(n for n in names if n in system)
+                found = _Condition(code, prefix in system, individuation in system, fmt, present)
+                break
+        else:
+            found = _Condition("en", False, False, "tagged", ())
+        if len(_CONDITIONS) >= _CONDITIONS_KEPT:
+            _CONDITIONS.clear()
+        _CONDITIONS[system] = found
+    return found
+
+
+class SyntheticModel:
+    """Generates replies for a world; deterministic per request."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    @staticmethod
+    @cache
+    def _group_offsets(seed: int, variation: tuple[tuple[str, float], ...]) -> dict[str, float]:
+        rng = random.Random(f"group:{seed}")
+        return {kind: rng.gauss(0.0, sd) for kind, sd in variation}
+
+    def _logits(
+        self, cond: _Condition, model: str, turn: int, heard: str, seed: int
+    ) -> list[float]:
+        w = self.world
+        group = self._group_offsets(seed, tuple(sorted(w.group_variation.items())))
+        severity = min(max((turn - 1) / 14, 0.0), 1.0)
+        shares = self._contagion(cond.language, heard)
+        effects = []
+        if cond.aligned:
+            effects.append(w.effect("alignment", model, cond.language))
+        if cond.individuated:
+            effects.append(w.effect("individuation", model, cond.language))
+        logits = []
+        for kind in KINDS:
+            x = w.base.get(kind, 0.0) + w.severity.get(kind, 0.0) * severity
+            x += w.contagion.get(kind, 0.0) * shares.get(kind, 0.0)
+            x += sum(e.get(kind, 0.0) for e in effects) + group.get(kind, 0.0)
+            logits.append(x)
+        return logits
+
+    def _contagion(self, language: str, heard: str) -> dict[str, float]:
+        counts = {"coercive": 0, "protective": 0}
+        for fragment, category in _bank(language).fragments:
+            counts[category] += heard.count(fragment)
+        total = sum(counts.values())
+        return {k: v / total for k, v in counts.items()} if total else {}
+
+    def reply(self, request: ChatRequest) -> str:
+        """The synthetic agent's reply to a request."""
+        system = request.messages[0]["content"]
+        last = request.messages[-1]["content"]
+        cond = read_condition(system)
+        digest = hashlib.blake2b(
+            f"{request.seed}|{len(request.messages)}|{system}|{last}".encode(), digest_size=8
+        ).digest()
+        rng = random.Random(int.from_bytes(digest, "big"))
+        found = _FIRST_INT.search(last)
+        turn = int(found.group(0)) if found else len(request.messages) // 2
+        logits = self._logits(cond, request.model, turn, last, request.seed)
+        temp = max(request.temperature, 0.05)
+        weights = [math.exp(x / temp) for x in logits]
+        extra = self._group_offsets(request.seed, tuple(sorted(self.world.group_variation.items())))
+        return self._compose(rng, cond, request.model, weights, extra.get("monologue", 0.0))
+
+    def _compose(
+        self, rng: random.Random, cond: _Condition, model: str, weights: list[float], mono: float
+    ) -> str:
+        w, bank = self.world, _bank(cond.language)
+        target = rng.choice(cond.names) if cond.names else "?"
+        join = "" if cond.language in _NO_SPACE else " "
+
+        def say(pool: dict[str, tuple[str, ...]], n: int) -> str:
+            kinds = rng.choices(KINDS, weights=weights, k=n)
+            return join.join(rng.choice(pool[k]).replace("{target}", target) for k in kinds)
+
+        talk = say(bank.talk, rng.randint(*w.talk_sentences))
+        mono_mean = w.monologue_mean + mono
+        for kind in ("alignment", "individuation"):
+            if getattr(cond, "aligned" if kind == "alignment" else "individuated"):
+                mono_mean += w.effect(kind, model, cond.language).get("monologue", 0.0)
+        monologue = say(bank.monologue, int(max(mono_mean, 0.0) + rng.random()))
+        if rng.random() < w.format_error_rate:
+            return f"{talk}{join}{monologue}"
+        whisper = None
+        if cond.names and rng.random() < w.whisper_rate:
+            whisper = (rng.choice(cond.names), say(bank.talk, 1))
+        if cond.channel_format == "json":
+            obj: dict[str, object] = {"talk": talk, "monologue": monologue}
+            if whisper:
+                obj["whisper"] = {"to": whisper[0], "text": whisper[1]}
+            return json.dumps(obj, ensure_ascii=False)
+        text = f"[TALK] {talk}\n[MONOLOGUE] {monologue}"
+        return text + (f"\n[WHISPER:{whisper[0]}] {whisper[1]}" if whisper else "")
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer stand-in: about four characters per token."""
+    return len(text) // 4 + 1
+
+
+class SyntheticBackend:
+    """The in-process synthetic backend (implements ``alignbf.transport.backend.Backend``)."""
+
+    def __init__(self, world: World) -> None:
+        self.model = SyntheticModel(world)
+        self.world = world
+
+    def endpoint_id(self, model: str) -> str:
+        """``synthetic:<world>``: worlds never share cache entries."""
+        return f"synthetic:{self.world.name}"
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Answer at once, deterministically."""
+        text = self.model.reply(request)
+        prompt_chars = sum(len(m["content"]) for m in request.messages)
+        return Completion(
+            text=text,
+            prompt_tokens=prompt_chars // 4 + 1,
+            completion_tokens=estimate_tokens(text),
+            model=f"synthetic-{request.model}",
+            cost_usd=0.0,
+            system_fingerprint=f"synthetic-{self.world.name}",
+        )
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

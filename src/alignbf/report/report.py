@@ -1,0 +1,201 @@
+"""The analysis report: ``RUN_DIR/report/report.md`` and a self-contained ``report.html``.
+
+Both are rendered from one list of blocks: attrition (CONSORT flow and per-cell table),
+verdicts, figures (per-language Hedges' g forest plot, CPI and DI against the alignment
+ratio per language, per-language effect against Power Distance), provenance and
+deviations. Markdown links the figures as PNG files beside it; HTML embeds them as
+base64. When the run's backend is synthetic, the first line of both files says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from alignbf.analysis.analyze import Analysis
+from alignbf.analysis.attrition import EXCLUDED, flow
+from alignbf.report.figures import report_figures
+from alignbf.report.provenance import deviations, models_used, run_facts
+from alignbf.report.tables import attrition_view, fmt, verdict_view
+from alignbf.store.store import write_atomic
+
+SYNTHETIC = (
+    "SYNTHETIC DATA: these results come from alignbf's synthetic backend (world {world}), "
+    "not from language models; they test the pipeline, not the hypotheses."
+)
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:0.8em 0;font-size:0.86em}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f2f2f2}
+.banner{background:#fff3cd;border:2px solid #e0a800;padding:0.7em 1em;font-weight:bold}
+.supported{background:#d9f0d3}.not_supported{background:#f4cccc}
+.inconclusive{background:#eeeeee}.descriptive{background:#e8eef8}
+figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}
+img{max-width:100%}
+"""
+
+
+Block = tuple[str, Any]
+
+
+def _verdict_blocks(analysis: Analysis) -> list[Block]:
+    table = verdict_view(analysis.verdicts)
+    notes = [f"{r.id}: {r.note}" for r in analysis.verdicts.itertuples() if r.note]
+    return [("h2", "Verdicts"), ("table", table), ("list", notes)]
+
+
+def _attrition_blocks(analysis: Analysis) -> list[Block]:
+    totals = flow(analysis.attrition[analysis.attrition["source"] == "main"])
+    excluded = ", ".join(f"{k} {totals[k]}" for k in EXCLUDED if totals[k]) or "none"
+    line = (
+        f"planned {totals['planned']} → run {totals['run']} → ok {totals['ok']} → analysed "
+        f"{totals['analysed']}; excluded by status: {excluded}; pending {totals['pending']}, "
+        f"not started {totals['not_started']}."
+    )
+    return [("h2", "Attrition"), ("p", line), ("table", attrition_view(analysis.attrition))]
+
+
+def _provenance_blocks(analysis: Analysis) -> list[Block]:
+    facts = pd.DataFrame(list(run_facts(analysis).items()), columns=["fact", "value"])
+    blocks: list[Block] = [("h2", "Provenance"), ("table", facts)]
+    models = models_used(analysis.run_dir)
+    if not models.empty:
+        blocks += [("p", "Models, system fingerprints, tokens and cost (calls table):")]
+        blocks += [("table", models)]
+    found = deviations(analysis.run_dir)
+    blocks.append(("h2", "Deviations"))
+    if found.empty:
+        blocks.append(("p", "No deviation recorded in the run (deviations table is empty)."))
+    else:
+        blocks.append(("table", found))
+    return blocks
+
+
+def _figure_blocks(analysis: Analysis) -> list[Block]:
+    made, skipped = report_figures(analysis)
+    blocks: list[Block] = [("h2", "Figures")]
+    blocks += [("figure", f) for f in made]
+    if skipped:
+        blocks.append(("list", skipped))
+    return blocks
+
+
+def document(analysis: Analysis) -> list[Block]:
+    """The report as blocks: ``(kind, content)`` with kinds banner, h1, h2, p, list,
+    table (a DataFrame of strings) and figure (a :class:`alignbf.report.figures.Figure`)."""
+    blocks: list[Block] = []
+    if analysis.synthetic:
+        world = analysis.backend.partition(":")[2] or "default"
+        blocks.append(("banner", SYNTHETIC.format(world=world)))
+    blocks.append(("h1", f"Analysis of {analysis.study.name}"))
+    blocks.append(
+        (
+            "p",
+            f"Run {analysis.run_dir}; backend {analysis.backend}; "
+            f"preregistration {analysis.prereg_path}.",
+        )
+    )
+    blocks += _attrition_blocks(analysis)
+    blocks += _verdict_blocks(analysis)
+    blocks += _figure_blocks(analysis)
+    blocks += _provenance_blocks(analysis)
+    return blocks
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(_md_cell, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = ["| " + " | ".join(_md_cell(fmt(v)) for v in row) + " |" for row in frame.values]
+    return "\n".join([head, rule, *body])
+
+
+def markdown(blocks: list[Block]) -> str:
+    """Render blocks as Markdown (figures as links to ``<name>.png``)."""
+    out = []
+    for kind, content in blocks:
+        if kind == "banner":
+            out.append(f"> **{content}**")
+        elif kind in ("h1", "h2"):
+            out.append(("# " if kind == "h1" else "## ") + content)
+        elif kind == "p":
+            out.append(content)
+        elif kind == "list":
+            out.append("\n".join(f"- {item}" for item in content))
+        elif kind == "table":
+            out.append(_md_table(content))
+        elif kind == "figure":
+            out.append(f"![{content.caption}]({content.name}.png)\n\n*{content.caption}*")
+    return "\n\n".join(out) + "\n"
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for row in frame.itertuples(index=False):
+        cls = ""
+        if "verdict" in frame.columns:
+            cls = f' class="{html.escape(str(row.verdict))}"'
+        cells = "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row)
+        rows.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _html_block(kind: str, content: Any) -> str:
+    if kind == "banner":
+        return f'<p class="banner">{html.escape(content)}</p>'
+    if kind in ("h1", "h2", "p"):
+        return f"<{kind}>{html.escape(content)}</{kind}>"
+    if kind == "list":
+        return "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in content) + "</ul>"
+    if kind == "table":
+        return _html_table(content)
+    data = base64.b64encode(content.png).decode("ascii")
+    alt = html.escape(content.caption)
+    return (
+        f'<figure><img alt="{alt}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{alt}</figcaption></figure>"
+    )
+
+
+def to_html(blocks: list[Block]) -> str:
+    """Render blocks as one self-contained HTML page (figures embedded as base64 PNG)."""
+    first = "<!DOCTYPE html>"
+    if blocks and blocks[0][0] == "banner":
+        first += f"<!-- {html.escape(blocks[0][1])} -->"
+    title = next((c for k, c in blocks if k == "h1"), "alignbf report")
+    body = "\n".join(_html_block(kind, content) for kind, content in blocks)
+    return (
+        f'{first}\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def write_report(run_dir: Path, analysis: Analysis) -> list[Path]:
+    """Write ``RUN_DIR/report/report.md`` (with its PNG figures) and ``report.html``.
+
+    Returns:
+        The files written: report.md, report.html, then one PNG per figure.
+    """
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    blocks = document(analysis)
+    paths = [out / "report.md", out / "report.html"]
+    write_atomic(paths[0], markdown(blocks))
+    write_atomic(paths[1], to_html(blocks))
+    for kind, content in blocks:
+        if kind == "figure":
+            path = out / f"{content.name}.png"
+            path.write_bytes(content.png)
+            paths.append(path)
+    return paths

@@ -1,0 +1,182 @@
+"""Display views of the analysis frames, shared by the terminal, Markdown and HTML.
+
+The analysis frames keep full precision; these views format numbers for reading
+(three decimals, p-values as ``< .0001`` below that) and pick the columns a reader needs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from alignbf.analysis.attrition import EXCLUDED
+
+if TYPE_CHECKING:
+    from alignbf.analysis.analyze import Analysis
+
+VERDICT_STYLE = {
+    "supported": "green",
+    "not_supported": "red",
+    "inconclusive": "yellow",
+    "descriptive": "cyan",
+}
+
+
+def fmt(value: Any) -> str:
+    """A cell as text: floats with three decimals (or thousands), NaN as ``–``."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value).lower()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        if math.isinf(value):
+            return "∞" if value > 0 else "-∞"
+        return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.3f}"
+    return str(value)
+
+
+def fmt_p(p: float) -> str:
+    """A p-value: ``< .0001`` below 1e-4, four decimals otherwise, ``–`` when missing."""
+    if not isinstance(p, float) or math.isnan(p):
+        return "–"
+    return "< .0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def ci_text(row: Any) -> str:
+    """``[ci_low, ci_high]``, or ``–`` when the estimator gives no interval."""
+    if math.isnan(row.ci_low) and math.isnan(row.ci_high):
+        return "–"
+    return f"[{fmt(float(row.ci_low))}, {fmt(float(row.ci_high))}]"
+
+
+def verdict_view(verdicts: pd.DataFrame, full: bool = True) -> pd.DataFrame:
+    """The verdict table for reading.
+
+    Args:
+        verdicts: The verdict frame of an analysis.
+        full: Add ``expected``, ``estimator`` and ``paper``; the terminal leaves them out.
+
+    Returns:
+        One row per hypothesis with the text columns ``id``, ``statement``
+        (marked "(exploratory)" when so), [``expected``, ``estimator``,] ``estimate``,
+        ``CI``, ``p``, ``p_adj``, ``verdict`` [and ``paper``, the reference].
+    """
+    rows = [
+        {
+            "id": r.id,
+            "statement": r.statement + (" (exploratory)" if r.exploratory else ""),
+            "expected": r.expected,
+            "estimator": r.estimator,
+            "estimate": fmt(float(r.estimate)),
+            "CI": ci_text(r),
+            "p": fmt_p(r.p_val),
+            "p_adj": fmt_p(r.p_adj),
+            "verdict": r.verdict,
+            "paper": r.reference,
+        }
+        for r in verdicts.itertuples()
+    ]
+    frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["id"])
+    return frame if full else frame.drop(columns=["expected", "estimator", "paper"])
+
+
+def attrition_view(attrition: pd.DataFrame, max_rows: int | None = None) -> pd.DataFrame:
+    """The attrition table for reading, collapsed to one row per language when long.
+
+    Args:
+        attrition: The frame from :func:`alignbf.analysis.attrition.attrition`.
+        max_rows: Collapse cells to languages (per source and model) above this many rows.
+
+    Returns:
+        Text columns ``source``, ``language``, ``alignment``, ``individuation``, ``model``,
+        ``planned``, ``run``, ``ok``, ``analysed``, ``excluded``, the excluded statuses
+        that occur, and ``pending`` / ``not_started`` when any.
+    """
+    frame = attrition.copy()
+    if max_rows is not None and len(frame) > max_rows:
+        counts = [c for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])]
+        frame = frame.groupby(["source", "model", "language"], sort=False)[counts].sum()
+        frame = frame.reset_index().assign(alignment_ratio="all", individuation_ratio="all")
+    frame = frame.rename(
+        columns={"alignment_ratio": "alignment", "individuation_ratio": "individuation"}
+    )
+    keep = [
+        "source",
+        "language",
+        "alignment",
+        "individuation",
+        "model",
+        "planned",
+        "run",
+        "ok",
+        "analysed",
+        "excluded",
+    ]
+    keep += [c for c in [*EXCLUDED, "pending", "not_started"] if frame[c].sum() > 0]
+    return frame[keep].astype(str)
+
+
+NARROW = 120
+"""Terminal width below which long text columns are left out of printed tables."""
+
+
+def rich_table(frame: pd.DataFrame, title: str) -> Any:
+    """A rich Table of a text frame; a ``verdict`` column is coloured.
+
+    In a terminal narrower than 120 columns the long text columns (``statement``,
+    ``paper``) are left out; the report and ``--json`` carry them.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    if Console().width < NARROW:
+        frame = frame.drop(columns=[c for c in ("statement", "paper") if c in frame.columns])
+    table = Table(title=title)
+    for column in frame.columns:
+        wide = column in ("statement", "paper")
+        table.add_column(str(column), overflow="fold", ratio=4 if wide else None)
+    for row in frame.itertuples(index=False):
+        cells = [fmt(v) for v in row]
+        if "verdict" in frame.columns:
+            i = list(frame.columns).index("verdict")
+            style = VERDICT_STYLE.get(cells[i], "")
+            cells[i] = f"[{style}]{cells[i]}[/]" if style else cells[i]
+        table.add_row(*cells)
+    return table
+
+
+def analysis_renderables(analysis: Analysis) -> list[Any]:
+    """What ``alignbf analyze`` prints, in order: the synthetic warning (if any), the
+    attrition table and its CONSORT line, then the verdict table."""
+    from alignbf.analysis.attrition import flow
+
+    out: list[Any] = []
+    if analysis.synthetic:
+        out.append(f"[bold yellow]SYNTHETIC DATA (backend {analysis.backend}): not model output[/]")
+    title = f"Attrition: {analysis.run_dir} ({analysis.study.name})"
+    out.append(rich_table(attrition_view(analysis.attrition, max_rows=24), title))
+    totals = flow(analysis.attrition[analysis.attrition["source"] == "main"])
+    out.append(
+        f"planned {totals['planned']} → run {totals['run']} → ok {totals['ok']} → "
+        f"analysed {totals['analysed']}"
+    )
+    verdicts = verdict_view(analysis.verdicts, full=False)
+    out.append(rich_table(verdicts, f"Verdicts ({analysis.prereg_path.name})"))
+    return out
+
+
+def analysis_json(analysis: Analysis) -> dict[str, Any]:
+    """The analysis as JSON-ready data: attrition first, then verdicts and files."""
+    import json
+
+    return {
+        "study": analysis.study.name,
+        "run_dir": str(analysis.run_dir),
+        "backend": analysis.backend,
+        "synthetic": analysis.synthetic,
+        "attrition": json.loads(analysis.attrition.to_json(orient="records")),
+        "verdicts": json.loads(analysis.verdicts.to_json(orient="records")),
+        "files": [str(p) for p in analysis.paths],
+    }

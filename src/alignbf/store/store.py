@@ -1,0 +1,412 @@
+"""The run store: ``runs/<name>/run.sqlite`` (the source of truth) and ``manifest.json``.
+
+Tables: ``run`` (key/value facts about the run), ``simulations`` (spec and status),
+``messages`` (turn, agent, channel, recipient, text), ``calls`` (every successful
+response, which is also the response cache), ``attempts`` (failed attempts, for
+accounting) and ``deviations``. WAL journal, ``synchronous=FULL``, one writer.
+The schema moves forward only through the named migrations below.
+
+A response is committed before the conversation uses it (group commit): every
+response that arrives in one turn of the event loop goes into one transaction,
+committed on the loop's thread at the start of the next turn. With WAL and
+``synchronous=FULL`` a commit is one fsync of the WAL (well under a millisecond on
+a local SSD, and the whole batch shares it). A worker thread was tried and was
+slower: handing the GIL back and forth cost more than the fsync it overlapped.
+One lock serialises every use of the single writer connection. A finished
+simulation's messages and status are committed in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alignbf.errors import StoreError
+from alignbf.testing import crashpoints
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE run (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE simulations (
+            sim_id TEXT PRIMARY KEY,
+            idx INTEGER NOT NULL,
+            language TEXT NOT NULL,
+            alignment_ratio REAL NOT NULL,
+            individuation_ratio REAL NOT NULL,
+            model TEXT NOT NULL,
+            replicate INTEGER NOT NULL,
+            spec TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            format_failures INTEGER,
+            replies INTEGER,
+            error TEXT,
+            runs INTEGER NOT NULL DEFAULT 0,
+            finished_at REAL
+        );
+        CREATE TABLE messages (
+            sim_id TEXT NOT NULL REFERENCES simulations(sim_id),
+            turn INTEGER NOT NULL,
+            agent INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            recipient INTEGER,
+            text TEXT NOT NULL,
+            PRIMARY KEY (sim_id, turn, agent, channel)
+        ) WITHOUT ROWID;
+        CREATE TABLE calls (
+            cache_key TEXT PRIMARY KEY,
+            sim_id TEXT NOT NULL,
+            agent INTEGER NOT NULL,
+            turn INTEGER NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            resolved_model TEXT,
+            response TEXT NOT NULL,
+            finish_reason TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            latency_s REAL,
+            attempts INTEGER,
+            cost_usd REAL,
+            system_fingerprint TEXT,
+            flags TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX calls_sim ON calls(sim_id);
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY,
+            sim_id TEXT,
+            agent INTEGER,
+            turn INTEGER,
+            endpoint TEXT,
+            status TEXT NOT NULL,
+            detail TEXT,
+            latency_s REAL,
+            at REAL NOT NULL
+        );
+        CREATE TABLE deviations (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        """,
+    ),
+    (
+        "0002_strikes",
+        """
+        ALTER TABLE simulations ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
+]
+
+TERMINAL = ("ok", "invalid_output", "context_length", "failed")
+"""Statuses a resume does not run again (``failed``: see ``Store.strike``)."""
+CALL_COLUMNS = (
+    "cache_key, sim_id, agent, turn, endpoint, model, resolved_model, response, finish_reason, "
+    "prompt_tokens, completion_tokens, latency_s, attempts, cost_usd, system_fingerprint, flags, "
+    "created_at"
+)
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open a run database with the pragmas every connection needs."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    else:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply the named migrations not yet applied; returns their names."""
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    applied = []
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN")
+        for statement in sql.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+        conn.execute("COMMIT")
+        applied.append(name)
+    return applied
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class Store:
+    """A run directory opened for writing by exactly one process."""
+
+    def __init__(self, run_dir: Path, *, readonly: bool = False) -> None:
+        self.dir = run_dir
+        self.path = run_dir / "run.sqlite"
+        self._lock_fh: Any = None
+        self._mutex = threading.Lock()
+        if readonly:
+            if not self.path.exists():
+                raise StoreError(f"{run_dir}: not a run directory (no run.sqlite)")
+            self.conn = connect(self.path, readonly=True)
+            return
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(run_dir, 0o700)
+        except OSError as exc:
+            raise StoreError(f"{run_dir}: cannot create run directory ({exc.strerror})") from None
+        self._lock()
+        self.conn = connect(self.path)
+        migrate(self.conn)
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+
+    def _lock(self) -> None:
+        lock_path = self.dir / ".lock"
+        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the store's lifetime
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise StoreError(
+                f"{self.dir}: locked by pid {holder}; one runner per run directory"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock_fh = fh
+
+    def close(self) -> None:
+        """Checkpoint, close the database and release the lock."""
+        try:
+            with self._mutex:
+                self.conn.close()
+        finally:
+            if self._lock_fh is not None:
+                self._lock_fh.close()
+                self._lock_fh = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the connection lock."""
+        with self._mutex:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # -- run facts -------------------------------------------------------------------
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._mutex:
+            return self.conn.execute(sql, params).fetchall()
+
+    def get(self, key: str) -> str | None:
+        """A fact about the run, or None."""
+        rows = self._query("SELECT value FROM run WHERE key = ?", (key,))
+        return None if not rows else str(rows[0][0])
+
+    def set_fact(self, key: str, value: str) -> None:
+        """Record a fact about the run."""
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO run VALUES (?, ?)", (key, value))
+
+    def add_deviation(self, kind: str, detail: str) -> None:
+        """Record a deviation from the plan, with a timestamp (once per kind and detail)."""
+        with self.transaction() as c:
+            seen = c.execute(
+                "SELECT 1 FROM deviations WHERE kind = ? AND detail = ?", (kind, detail)
+            ).fetchone()
+            if seen:
+                return
+            c.execute(
+                "INSERT INTO deviations (at, kind, detail) VALUES (?, ?, ?)",
+                (time.time(), kind, detail),
+            )
+
+    # -- simulations -----------------------------------------------------------------
+    def register(self, specs: Iterable[Any]) -> None:
+        """Insert specs not yet known, as ``pending``."""
+        rows = [
+            (
+                s.sim_id,
+                s.index,
+                s.language,
+                s.alignment_ratio,
+                s.individuation_ratio,
+                s.model,
+                s.replicate,
+                s.to_json(),
+            )
+            for s in specs
+        ]
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO simulations (sim_id, idx, language, alignment_ratio, "
+                "individuation_ratio, model, replicate, spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def statuses(self) -> dict[str, str]:
+        """sim_id -> status."""
+        return dict(self._query("SELECT sim_id, status FROM simulations"))
+
+    def sims_with_calls(self) -> set[str]:
+        """Simulations that have at least one cached response."""
+        return {row[0] for row in self._query("SELECT DISTINCT sim_id FROM calls")}
+
+    def finish(
+        self,
+        sim_id: str,
+        status: str,
+        rows: list[tuple[int, int, str, int | None, str]],
+        *,
+        format_failures: int = 0,
+        replies: int = 0,
+        error: str | None = None,
+    ) -> None:
+        """Commit a simulation's transcript and status in one transaction."""
+        with self.transaction() as c:
+            crashpoints.reached("sim_commit_begin")
+            c.execute("DELETE FROM messages WHERE sim_id = ?", (sim_id,))
+            c.executemany(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)",
+                [(sim_id, *row) for row in rows],
+            )
+            c.execute(
+                "UPDATE simulations SET status = ?, format_failures = ?, replies = ?, error = ?, "
+                "runs = runs + 1, finished_at = ? WHERE sim_id = ?",
+                (status, format_failures, replies, error, time.time(), sim_id),
+            )
+            crashpoints.reached("sim_insert_before_commit")
+
+    def mark(self, sim_id: str, status: str, error: str | None = None) -> None:
+        """Set a non-terminal status (``stopped``, ``infra_error``) without a transcript."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE simulations SET status = ?, error = ?, runs = runs + 1 WHERE sim_id = ?",
+                (status, error, sim_id),
+            )
+
+    def strike(self, sim_ids: list[str], limit: int) -> list[str]:
+        """Count one more run in which each simulation failed while its endpoint worked.
+
+        A simulation with ``limit`` strikes becomes ``failed``: terminal, so a resume
+        stops paying for a request that fails every time. Returns those simulations.
+        """
+        failed: list[str] = []
+        with self.transaction() as c:
+            for sim_id in sim_ids:
+                c.execute(
+                    "UPDATE simulations SET strikes = strikes + 1 WHERE sim_id = ?", (sim_id,)
+                )
+                row = c.execute(
+                    "SELECT strikes, error FROM simulations WHERE sim_id = ?", (sim_id,)
+                ).fetchone()
+                if row is not None and row[0] >= limit:
+                    c.execute(
+                        "UPDATE simulations SET status = 'failed', error = ? WHERE sim_id = ?",
+                        (f"gave up after {row[0]} runs that failed while the endpoint answered "
+                         f"other requests (alignbf run --retry-failed tries again); last: {row[1]}",
+                         sim_id),
+                    )  # fmt: skip
+                    failed.append(sim_id)
+        return failed
+
+    def strikes(self, sim_ids: list[str]) -> dict[str, int]:
+        """sim_id -> strikes so far."""
+        rows = self._query("SELECT sim_id, strikes FROM simulations WHERE strikes > 0")
+        wanted = set(sim_ids)
+        return {sim: n for sim, n in rows if sim in wanted}
+
+    def retry_failed(self) -> int:
+        """Make every ``failed`` simulation pending again, with no strikes; returns how many."""
+        with self.transaction() as c:
+            cursor = c.execute(
+                "UPDATE simulations SET status = 'pending', strikes = 0 WHERE status = 'failed'"
+            )
+            return cursor.rowcount
+
+    # -- the response cache ----------------------------------------------------------
+    def cached(self, cache_key: str) -> tuple[Any, ...] | None:
+        """The stored call for a key, or None."""
+        rows = self._query(f"SELECT {CALL_COLUMNS} FROM calls WHERE cache_key = ?", (cache_key,))
+        return rows[0] if rows else None
+
+    async def put_call(self, row: tuple[Any, ...]) -> None:
+        """Commit one successful response; returns once it is durable (group commit)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((row, future))
+        await future
+
+    def _commit_calls(self, rows: list[tuple[Any, ...]]) -> None:
+        with self.transaction() as c:
+            c.executemany(
+                f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                rows,
+            )
+
+    def _flush(self) -> None:
+        """Commit every response received in this turn of the event loop, in one transaction."""
+        batch, self._pending = self._pending, []
+        try:
+            self._commit_calls([row for row, _ in batch])
+        except sqlite3.Error as exc:
+            error = StoreError(f"{self.path}: cannot write ({exc})")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        crashpoints.reached("after_commit_before_use")
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    def log_attempt(self, row: tuple[Any, ...]) -> None:
+        """Record a failed attempt (sim_id, agent, turn, endpoint, status, detail, latency)."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO attempts (sim_id, agent, turn, endpoint, status, detail, latency_s, "
+                "at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, time.time()),
+            )
+
+
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest.json`` atomically."""
+    write_atomic(run_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")

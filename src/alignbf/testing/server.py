@@ -1,0 +1,350 @@
+"""A loopback OpenAI-compatible server in front of the synthetic model, with fault injection.
+
+``alignbf serve-synthetic`` exercises the HTTP path end to end in tests and
+benchmarks. Built on asyncio streams (HTTP/1.1, keep-alive) because resets,
+stalls and short bodies need a raw socket. Routes:
+
+* ``POST /v1/chat/completions``: the synthetic model's reply, deterministic per request;
+* ``GET /v1/models``: one model;
+* ``GET /_ledger``: one entry per chat request (arrival time, time answered,
+  fingerprint = sha256 of the canonical body, attempt number per fingerprint,
+  fault, status, billed tokens, whether a valid completion was delivered, sha256
+  of the Authorization header and of the delivered content). The ledger never
+  holds a header value.
+
+Transient faults are drawn from ``hash(fault_seed, fingerprint, attempt_no)`` at
+``fault_rate``, at most ``MAX_CONSECUTIVE`` in a row per fingerprint, so the
+schedule does not depend on timing and a correct client always gets through.
+Permanent kinds in ``fault_kinds`` apply to every request. A *storm* answers
+every chat request 429 with ``Retry-After: storm_retry_after_s`` from
+``storm_at_s`` to ``storm_at_s + storm_s`` seconds after the first chat request.
+Error bodies echo the Authorization header on purpose: a client must not pass it on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from alignbf.engine.synthetic import SyntheticModel, estimate_tokens, load_world
+from alignbf.errors import ConfigError
+from alignbf.testing.faults import PERMANENT, FaultPlan, corrupt_utf8, error_body, huge_body
+from alignbf.transport.backend import ChatRequest
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_NOT_FOUND = b"<html><head><title>404 Not Found</title></head><body>Not Found</body></html>"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Settings of ``alignbf serve-synthetic``."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    latency_ms: float = 0.0
+    fault_rate: float = 0.0
+    fault_seed: int = 0
+    fault_kinds: tuple[str, ...] = ()
+    world: str = "paper"
+    ledger: Path | None = None
+    stall_s: float = 30.0
+    """How long a stalled request stays silent before the connection is closed."""
+    storm_s: float = 0.0
+    """How long the storm lasts (every chat request gets a 429)."""
+    storm_at_s: float = 0.0
+    """When the storm starts, in seconds after the first chat request."""
+    storm_retry_after_s: int = 2
+    """The ``Retry-After`` of the storm's 429s."""
+
+
+@dataclass
+class HttpRequest:
+    """One parsed HTTP/1.1 request."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+async def read_request(reader: asyncio.StreamReader) -> HttpRequest | None:
+    """The next request on a connection, or None when the client closed it."""
+    line = await reader.readline()
+    if not line.strip():
+        return None
+    method, path, _ = line.decode("latin-1").split(" ", 2)
+    headers: dict[str, str] = {}
+    while (raw := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = raw.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length") or 0)
+    body = await reader.readexactly(length) if length else b""
+    return HttpRequest(method, path, headers, body)
+
+
+def response(
+    status: int,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+    length: int | None = None,
+) -> bytes:
+    """A complete HTTP/1.1 response (``length`` overrides the declared Content-Length)."""
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body) if length is None else length}",
+        "Connection: keep-alive",
+    ]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a request body."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Ledger:
+    """The server's append-only record of chat requests (in memory, optionally JSONL)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self._file: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+
+    def open(self, entry: dict[str, Any]) -> None:
+        """Enter a request as it arrives (shown at once, updated until it is answered)."""
+        self.entries.append(entry)
+
+    def close(self, entry: dict[str, Any]) -> None:
+        """The request is answered: append its final entry to the ledger file."""
+        if self._file is not None:
+            self._file.write(json.dumps(entry) + "\n")
+            self._file.flush()
+
+
+class SyntheticServer:
+    """Serves the synthetic model over HTTP with the configured latency and faults."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        world = load_world(options.world)
+        self.model = SyntheticModel(world)
+        self.fingerprint_tag = f"synthetic-{world.name}"
+        self.faults = FaultPlan(options.fault_rate, options.fault_seed, options.fault_kinds)
+        self.ledger = Ledger(options.ledger)
+        self.attempts: dict[str, int] = {}
+        self.first_request: float | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection until the client closes it or a fault drops it."""
+        try:
+            while (request := await read_request(reader)) is not None:
+                if not await self._route(request, writer):
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def _route(self, request: HttpRequest, writer: asyncio.StreamWriter) -> bool:
+        path = request.path.split("?", 1)[0]
+        if request.method == "POST" and path == "/v1/chat/completions":
+            return await self._chat(request, writer)
+        if request.method == "GET" and path == "/v1/models":
+            auth = request.headers.get("authorization", "")
+            if "401" in self.faults.forced:
+                return await _send(writer, response(401, error_body("401", auth)))
+            models = {"object": "list", "data": [{"id": "synthetic", "object": "model"}]}
+            return await _send(writer, response(200, json.dumps(models).encode()))
+        if request.method == "GET" and path == "/_ledger":
+            return await _send(writer, response(200, json.dumps(self.ledger.entries).encode()))
+        return await _send(writer, response(404, _NOT_FOUND, content_type="text/html"))
+
+    async def _chat(self, request: HttpRequest, writer: asyncio.StreamWriter) -> bool:
+        arrived = time.monotonic()
+        try:
+            body = json.loads(request.body)
+            chat = _chat_request(body)
+        except (ValueError, KeyError, TypeError, IndexError):
+            return await _send(writer, response(400, error_body("bad_request", "")))
+        fp = fingerprint(body)
+        self.attempts[fp] = attempt = self.attempts.get(fp, 0) + 1
+        if self.first_request is None:
+            self.first_request = arrived
+        since = arrived - self.first_request - self.options.storm_at_s
+        storm = 0 <= since < self.options.storm_s
+        fault = "storm" if storm else self.faults.pick(fp, attempt)
+        auth = request.headers.get("authorization")
+        entry: dict[str, Any] = {
+            "time": time.time(),
+            "fingerprint": fp,
+            "attempt_no": attempt,
+            "fault": fault,
+            "status": 0,
+            "billed_tokens": 0,
+            "delivered": False,
+            "content_sha256": None,
+            "auth_sha256": _sha(auth) if auth is not None else None,
+            "answered": None,
+        }
+        self.ledger.open(entry)
+        try:
+            return await self._answer(chat, fault, auth or "", entry, writer, arrived)
+        finally:
+            self.ledger.close(entry)
+
+    async def _answer(
+        self,
+        chat: ChatRequest,
+        fault: str | None,
+        auth: str,
+        entry: dict[str, Any],
+        writer: asyncio.StreamWriter,
+        arrived: float,
+    ) -> bool:
+        if fault == "reset":
+            writer.transport.abort()
+            return False
+        if fault == "stall":
+            await asyncio.sleep(self.options.stall_s)
+            return False
+        if fault == "storm":
+            await self._latency(arrived)
+            entry["status"], entry["answered"] = 429, time.time()
+            headers = {"Retry-After": str(self.options.storm_retry_after_s)}
+            return await _send(writer, response(429, error_body("429", auth), headers))
+        if fault in PERMANENT or fault in ("429", "429_reset", "500", "503"):
+            await self._latency(arrived)
+            status, headers = _error_status(fault)
+            entry["status"], entry["answered"] = status, time.time()
+            return await _send(writer, response(status, error_body(fault, auth), headers))
+        text, payload = self._completion(chat)
+        entry["billed_tokens"] = payload["usage"]["total_tokens"]
+        await self._latency(arrived)
+        if fault == "billed_lost":
+            writer.transport.abort()
+            return False
+        raw = json.dumps(payload, ensure_ascii=False).encode()
+        entry["status"], entry["answered"] = 200, time.time()
+        if fault == "truncated":
+            cut = raw[: len(raw) // 2]
+            return await _send(writer, response(200, cut))
+        if fault == "nonutf8":
+            return await _send(writer, response(200, corrupt_utf8(raw)))
+        if fault == "huge":
+            return await _send(writer, response(200, huge_body()))
+        delivered = await _send(writer, response(200, raw))
+        entry["delivered"] = delivered
+        entry["content_sha256"] = _sha(text) if delivered else None
+        return delivered
+
+    async def _latency(self, arrived: float) -> None:
+        """Answer ``latency_ms`` after the request arrived (the work done counts toward it)."""
+        await asyncio.sleep(max(self.options.latency_ms / 1000.0 - (time.monotonic() - arrived), 0))
+
+    def _completion(self, chat: ChatRequest) -> tuple[str, dict[str, Any]]:
+        text = self.model.reply(chat)
+        prompt = sum(len(m.get("content") or "") for m in chat.messages) // 4 + 1
+        completion = estimate_tokens(text)
+        payload = {
+            "id": "chatcmpl-synthetic",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": chat.model,
+            "system_fingerprint": self.fingerprint_tag,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+        return text, payload
+
+
+def _chat_request(body: dict[str, Any]) -> ChatRequest:
+    messages = tuple(
+        {"role": str(m["role"]), "content": str(m["content"])} for m in body["messages"]
+    )
+    if not messages:
+        raise ValueError("no messages")
+    return ChatRequest(
+        sim_id="",
+        agent=0,
+        turn=0,
+        model=str(body.get("model", "")),
+        messages=messages,
+        temperature=float(body.get("temperature", 1.0)),
+        top_p=float(body.get("top_p", 1.0)),
+        max_tokens=int(body.get("max_tokens", 256)),
+        seed=int(body.get("seed", 0)),
+    )
+
+
+def _error_status(fault: str) -> tuple[int, dict[str, str]]:
+    return {
+        "429": (429, {"Retry-After": "1", "retry-after-ms": "200"}),
+        "429_reset": (
+            429,
+            {"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "2s"},
+        ),
+        "500": (500, {}),
+        "503": (503, {"Retry-After": "1"}),
+        "401": (401, {}),
+        "404": (404, {}),
+        "insufficient_quota": (429, {}),
+        "context_length": (400, {}),
+    }[fault]
+
+
+async def _send(writer: asyncio.StreamWriter, data: bytes) -> bool:
+    """Write a response; False when the client has gone."""
+    try:
+        writer.write(data)
+        await writer.drain()
+    except ConnectionError:
+        return False
+    return True
+
+
+async def serve_async(options: ServerOptions, on_ready: Callable[[str], None]) -> None:
+    """Serve until cancelled; ``on_ready`` gets the base URL once the port is bound."""
+    server_state = SyntheticServer(options)
+    server = await asyncio.start_server(server_state.handle, options.host, options.port)
+    port = server.sockets[0].getsockname()[1]
+    on_ready(f"http://{options.host}:{port}/v1")
+    async with server:
+        await server.serve_forever()
+
+
+def serve(options: ServerOptions, on_ready: Callable[[str], None]) -> None:
+    """Run the loopback server in the foreground (the CLI's ``serve-synthetic``)."""
+    if not 0.0 <= options.fault_rate <= 1.0:
+        raise ConfigError(f"--fault-rate {options.fault_rate}: must be between 0 and 1")
+    asyncio.run(serve_async(options, on_ready))
