@@ -1,61 +1,80 @@
-"""Parameter recovery on the synthetic worlds (not part of ``make test``; minutes).
+"""Parameter recovery against known truth (not part of ``make test``; several minutes).
 
-For Study 1's two preregistered CPI contrasts (English and Japanese, 100% vs 0% aligned):
+For each of the 16 languages of Study 2, the CPI contrast 100% vs 0% aligned:
 
-* **Planted value**: simulate a pool of ``POOL`` replicates per cell of Study 1 on the
-  world, score it (pooled z-scores over the whole pool) and take Hedges' g of the
-  contrast on the whole pool; with 300 per cell this is the world's population value
-  up to about +-0.08.
+* **Truth** comes from the synthetic oracle, not from the pipeline: simulate a pool of
+  ``POOL`` replicates per cell on the world, label every sentence with the kind the
+  generator wrote (:func:`alignbf.engine.synthetic.oracle_sentences`), build CPI from the
+  oracle counts (same units, reference and weights as the lexicon's CPI) and take Hedges'
+  g on the whole pool.
 * **Replications**: ``REPS`` times, draw 15 replicates per cell (the planned design)
-  without replacement from the pool, recompute the indices on the draw (z-scores come
-  from the sample, as in a real study) and compute g with its 95% noncentral-t CI.
-* **Coverage** on the paper world: the share of CIs that contain the planted value
-  (target 93-97%; drawing 15 of 300 without replacement makes intervals slightly
-  conservative). **Rejection rate** on the null world: the share of draws where each
-  primary test rejects at alpha = .05 (target 3-7%).
+  without replacement from the pool, recompute the lexicon-based indices on the draw
+  (the reference comes from the sample, as in a real study) and compute g with its 95%
+  noncentral-t CI.
+* Per language: **bias** (mean lexicon g minus the oracle g), **coverage** (share of CIs
+  containing the oracle g; below 0.95 where the lexicon attenuates or inflates the
+  effect) and, on the null world, the **rejection rate** at alpha = .05 (target 3-7%).
 
-Last line: ``coverage_en=... coverage_ja=... planted_en=... planted_ja=... reject_en=...
-reject_ja=... reps=...``
+Last line: ``bias_max_abs=... coverage_min=... coverage_median=... reject_max=...
+pool=... reps=...``
 """
 
 from __future__ import annotations
 
 import os
 import random
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-POOL = int(os.environ.get("RECOVERY_POOL", "300"))
-REPS = int(os.environ.get("RECOVERY_REPS", "400"))
+POOL = int(os.environ.get("RECOVERY_POOL", "60"))
+REPS = int(os.environ.get("RECOVERY_REPS", "300"))
 PLANNED = 15
 
 
-def _pool_scores(world: str, directory: Path):  # type: ignore[no-untyped-def]
-    from alignbf.analysis.power import _pool_config, simulate_pool
+def _pool(world: str, directory: Path):  # type: ignore[no-untyped-def]
+    """Lexicon scores and oracle scores of a pool run of Study 2 at ratios 0 and 1."""
+    from alignbf.analysis.power import simulate_pool
+    from alignbf.analysis.validity import _messages, _oracle_scores, label_sentences
     from alignbf.config import assets
     from alignbf.config.study import load_study
     from alignbf.scoring.scores import score_run
+    from alignbf.store.store import Store
 
-    config = assets.find_config("study1")
-    pool_config = _pool_config(config, load_study(config), POOL, directory)
-    run = simulate_pool(pool_config, world, directory, os.cpu_count() or 1, lambda: None)
-    return score_run(run).simulations, load_study(config).scoring
+    config = assets.find_config("study2")
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["factors"]["alignment_ratios"] = [0.0, 1.0]
+    data.update(replicates=POOL, budget={}, prereg=None)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "study2.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    study = load_study(path)
+    run = simulate_pool(path, world, directory, os.cpu_count() or 1, lambda: None)
+    sims = score_run(run).simulations
+    store = Store(run, readonly=True)
+    try:
+        sentences = label_sentences(_messages(store, list(study.scoring.hit_channels)), study)
+    finally:
+        store.close()
+    return sims, _oracle_scores(sentences, sims, study), study.scoring
 
 
-def _g(frame, language):  # type: ignore[no-untyped-def]
+def _g(frame, language: str, column: str = "cpi"):  # type: ignore[no-untyped-def]
     from alignbf.analysis.stats import hedges_g
 
     cell = frame[frame["language"] == language]
-    high = cell[cell["alignment_ratio"] == 1.0]["cpi"]
-    low = cell[cell["alignment_ratio"] == 0.0]["cpi"]
+    high = cell[cell["alignment_ratio"] == 1.0][column]
+    low = cell[cell["alignment_ratio"] == 0.0][column]
     return hedges_g(high, low).iloc[0]
 
 
-def _replications(sims, scoring, seed: int):  # type: ignore[no-untyped-def]
+def _draws(sims, scoring, seed: int):  # type: ignore[no-untyped-def]
     from alignbf.scoring.indices import add_indices
 
     rng = random.Random(seed)
@@ -65,27 +84,36 @@ def _replications(sims, scoring, seed: int):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    from alignbf.scoring.indices import add_indices
-
     with tempfile.TemporaryDirectory() as tmp:
-        paper, scoring = _pool_scores("paper", Path(tmp) / "paper")
-        null, _ = _pool_scores("null", Path(tmp) / "null")
-    full = add_indices(paper, scoring)
-    planted = {lang: float(_g(full, lang)["estimate"]) for lang in ("en", "ja")}
-    covered = {"en": 0, "ja": 0}
-    for draw in _replications(paper, scoring, 1):
-        for lang in covered:
+        paper, oracle, scoring = _pool("paper", Path(tmp) / "paper")
+        null, _, _ = _pool("null", Path(tmp) / "null")
+    languages = sorted(set(paper["language"]))
+    truth = {lang: float(_g(oracle, lang)["estimate"]) for lang in languages}
+    estimates: dict[str, list[float]] = {lang: [] for lang in languages}
+    covered = dict.fromkeys(languages, 0)
+    for draw in _draws(paper, scoring, 1):
+        for lang in languages:
             row = _g(draw, lang)
-            covered[lang] += row["ci_low"] <= planted[lang] <= row["ci_high"]
-    rejected = {"en": 0, "ja": 0}
-    for draw in _replications(null, scoring, 2):
-        for lang in rejected:
+            estimates[lang].append(float(row["estimate"]))
+            covered[lang] += row["ci_low"] <= truth[lang] <= row["ci_high"]
+    rejected = dict.fromkeys(languages, 0)
+    for draw in _draws(null, scoring, 2):
+        for lang in languages:
             rejected[lang] += _g(draw, lang)["p_val"] < 0.05
-    print(f"pool {POOL} per cell; {REPS} replications of {PLANNED} per cell")
+    print(f"pool {POOL} per cell; {REPS} replications of {PLANNED} per cell; Study 2, CPI g")
+    print("language  oracle_g  mean_lexicon_g    bias  coverage  null_reject")
+    bias = {}
+    for lang in languages:
+        bias[lang] = statistics.fmean(estimates[lang]) - truth[lang]
+        print(
+            f"{lang:<8}  {truth[lang]:8.3f}  {statistics.fmean(estimates[lang]):14.3f}  "
+            f"{bias[lang]:6.3f}  {covered[lang] / REPS:8.3f}  {rejected[lang] / REPS:11.3f}"
+        )
+    coverage = [covered[lang] / REPS for lang in languages]
     print(
-        f"coverage_en={covered['en'] / REPS:.3f} coverage_ja={covered['ja'] / REPS:.3f} "
-        f"planted_en={planted['en']:.3f} planted_ja={planted['ja']:.3f} "
-        f"reject_en={rejected['en'] / REPS:.3f} reject_ja={rejected['ja'] / REPS:.3f} reps={REPS}"
+        f"bias_max_abs={max(abs(b) for b in bias.values()):.3f} "
+        f"coverage_min={min(coverage):.3f} coverage_median={statistics.median(coverage):.3f} "
+        f"reject_max={max(rejected.values()) / REPS:.3f} pool={POOL} reps={REPS}"
     )
 
 

@@ -1,9 +1,11 @@
 """Benchmark: scoring throughput over the synthetic Study 2 run.
 
 Creates (once, cached under bench/.cache/) the synthetic Study 2 run, then measures
-(a) messages counted per second by the lexicon matcher over every agent reply and
+(a) messages counted per second by the lexicon matcher over every agent reply, with the
+echo filter at the study's settings (and without it, for comparison), and
 (b) the wall time of a full ``alignbf score`` of the run (read, count, aggregate,
-index, write). Last line: ``replies=... messages=... msgs_per_s=... score_s=...``
+index, write). Last line:
+``replies=... messages=... msgs_per_s=... msgs_per_s_no_echo=... score_s=...``
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ CACHE = ROOT / "bench" / ".cache" / "study2-synthetic"
 
 def main() -> None:
     from alignbf.api import run_command
+    from alignbf.config.study import load_study
     from alignbf.scoring.measures import count_messages
     from alignbf.scoring.scores import score_run
 
@@ -34,16 +37,21 @@ def main() -> None:
     ).fetchall()
     replies = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
     conn.close()
-    count_messages(rows[:1000])  # compile every lexicon before timing
+    settings = load_study("study2").scoring.echo
+    echo = {"word": settings.words, "char": settings.chars}
+    count_messages(rows[:1000], echo)  # compile every lexicon before timing
     start = time.perf_counter()
     count_messages(rows)
+    plain = time.perf_counter() - start
+    start = time.perf_counter()
+    count_messages(rows, echo)
     counting = time.perf_counter() - start
     start = time.perf_counter()
     score_run(CACHE)
     scoring = time.perf_counter() - start
     print(
         f"replies={replies} messages={len(rows)} msgs_per_s={len(rows) / counting:,.0f} "
-        f"score_s={scoring:.1f}".replace(",", "")
+        f"msgs_per_s_no_echo={len(rows) / plain:,.0f} score_s={scoring:.1f}".replace(",", "")
     )
 
 

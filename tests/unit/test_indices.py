@@ -23,6 +23,8 @@ FRAME = pd.DataFrame(
         "sim_id": ["s0", "s1", "s2", "s3"],
         "language": ["en", "en", "ja", "ja"],
         "model": ["m1", "m2", "m1", "m2"],
+        "alignment_ratio": [0.0, 0.0, 0.0, 0.0],
+        "individuation_ratio": [0.0, 0.0, 0.0, 0.0],
         "monologue_ratio": [0.1, 0.2, 0.3, 0.4],
         "coercive_rate": [1.0, 3.0, 2.0, 6.0],
         "protective_rate": [4.0, 0.0, 2.0, 2.0],
@@ -60,7 +62,9 @@ def test_indices_match_hand_computation(scope: str) -> None:
 
 
 def test_weights_come_from_config() -> None:
-    scoring = Scoring(cpi={"monologue_ratio": 0.0, "coercive": 2.0, "protective": 0.0})  # type: ignore[arg-type]
+    scoring = Scoring(
+        zscore_scope="pooled", cpi={"monologue_ratio": 0.0, "coercive": 2.0, "protective": 0.0}
+    )  # type: ignore[arg-type]
     out = add_indices(FRAME, scoring)
     assert out["cpi"].tolist() == pytest.approx(
         [2 * -0.925820, 0.0, 2 * -0.462910, 2 * 1.388730], abs=2e-6
@@ -69,5 +73,39 @@ def test_weights_come_from_config() -> None:
 
 def test_raw_normalisation_uses_counts() -> None:
     frame = FRAME.rename(columns={"coercive_rate": "coercive", "protective_rate": "protective"})
-    out = add_indices(frame, Scoring(normalisation="raw"))
+    out = add_indices(frame, Scoring(zscore_scope="pooled", normalisation="raw"))
     assert out["cpi"].tolist() == pytest.approx(EXPECTED["pooled"][0], abs=2e-6)
+
+
+def test_control_reference_centres_on_the_control_cell_and_scales_by_within_cell_sd() -> None:
+    # en: control cell (ratio 0) holds 1, 3; the treated cell (ratio 1) 5, 9. Centre = 2;
+    # within-cell deviations -1, 1, -2, 2: SS = 10 on 2 df, SD = sqrt(5) = 2.236068.
+    # ja repeats en times 10 (characters instead of words): the same z-scores.
+    frame = pd.DataFrame(
+        {
+            "language": ["en"] * 4 + ["ja"] * 4,
+            "model": ["m"] * 8,
+            "alignment_ratio": [0.0, 0.0, 1.0, 1.0] * 2,
+            "individuation_ratio": [0.0] * 8,
+            "monologue_ratio": [0.1, 0.3, 0.5, 0.9, 0.1, 0.3, 0.5, 0.9],
+            "coercive_rate": [1.0, 3.0, 5.0, 9.0, 10.0, 30.0, 50.0, 90.0],
+            "protective_rate": [0.0] * 8,
+        }
+    )
+    out = add_indices(frame, Scoring())
+    expected = [-0.447214, 0.447214, 1.341641, 3.130495]
+    assert out["z_coercive"].tolist() == pytest.approx(expected * 2, abs=2e-6)
+    assert out["z_monologue_ratio"].tolist() == pytest.approx(expected * 2, abs=2e-6)
+    assert set(out["z_scope"]) == {"control"}
+    # Pooled z mixes the two unit scales: Japanese rows dominate the SD.
+    assert out["z_coercive__pooled"].iloc[0] != pytest.approx(out["z_coercive__pooled"].iloc[4])
+
+
+def test_every_reference_is_computed_for_the_sensitivity_analysis() -> None:
+    out = add_indices(FRAME, Scoring(zscore_scope="language"))
+    for scope, (cpi, _) in EXPECTED.items():
+        assert out[f"cpi__{scope}"].tolist() == pytest.approx(cpi, abs=2e-6)
+    assert out["cpi"].tolist() == out["cpi__language"].tolist()
+    assert (out["cpi"] + out["di"]).tolist() == pytest.approx(
+        (2 * out["z_monologue_ratio"]).tolist()
+    )

@@ -120,6 +120,7 @@ def test_explain_reports_the_term_and_the_negation() -> None:
             "end": 17,
             "text": "comply",
             "negated": True,
+            "echo": False,
         }
     ]
 
@@ -219,3 +220,34 @@ def test_check_flags_a_broken_lexicon(tmp_path: Path) -> None:
     data["categories"]["coercive"].pop()
     (tmp_path / "ja.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     assert "duplicate term" in "\n".join(check_lexicons(tmp_path))
+
+
+def _scored(language: str, text: str) -> set[str]:
+    """Categories the scoring pipeline counts in ``text``: echo filter at its defaults."""
+    from alignbf.config.prompts import load_prompts
+    from alignbf.config.study import EchoFilter
+
+    lexicon = load_lexicon(language)
+    defaults = EchoFilter()
+    n = defaults.chars if lexicon.unit == "char" else defaults.words
+    echo = lexicon.echo(load_prompts(language).instruction_texts(), n)
+    return {c for c, k in lexicon.count(text, echo).counts.items() if k > 0}
+
+
+@pytest.mark.parametrize("language", list(LANGUAGES))
+def test_exact_cases_cover_the_hard_forms(language: str) -> None:
+    exact = _cases(language).get("exact", [])
+    assert len(exact) >= 20
+    kinds = {kind for case in exact for kind in case.get("kind", "").split(",")}
+    for kind in ("refusal", "compliance", "harmony", "individuation", "negated", "echo"):
+        assert kind in kinds, kind
+
+
+@pytest.mark.parametrize("language", list(LANGUAGES))
+def test_exact_cases_score_exactly_their_categories(language: str) -> None:
+    wrong = [
+        (case["text"], sorted(case["expect"]), sorted(found))
+        for case in _cases(language).get("exact", [])
+        if (found := _scored(language, case["text"])) != set(case["expect"])
+    ]
+    assert not wrong, wrong

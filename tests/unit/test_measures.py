@@ -7,12 +7,12 @@ from alignbf.scoring.measures import agent_measures, simulation_measures
 MESSAGES = pd.DataFrame(
     [
         # sim, agent, channel, units, coercive, protective, conformity, individuation,
-        # protective hits in messages with conformity phrasing
-        ("s", 0, "talk", 40, 1, 2, 1, 0, 2),
-        ("s", 0, "monologue", 10, 0, 1, 0, 1, 0),
-        ("s", 0, "whisper", 10, 0, 1, 0, 0, 0),
-        ("s", 1, "talk", 30, 2, 0, 3, 1, 0),
-        ("s", 1, "monologue", 10, 0, 0, 0, 0, 0),
+        # protective hits in messages with conformity phrasing, hits left out as echoes
+        ("s", 0, "talk", 40, 1, 2, 1, 0, 2, 1),
+        ("s", 0, "monologue", 10, 0, 1, 0, 1, 0, 5),
+        ("s", 0, "whisper", 10, 0, 1, 0, 0, 0, 0),
+        ("s", 1, "talk", 30, 2, 0, 3, 1, 0, 0),
+        ("s", 1, "monologue", 10, 0, 0, 0, 0, 0, 0),
     ],
     columns=[
         "sim_id",
@@ -24,6 +24,7 @@ MESSAGES = pd.DataFrame(
         "conformity",
         "individuation",
         "protective_in_harmony",
+        "echoed",
     ],
 )
 
@@ -43,6 +44,8 @@ def test_simulation_measures_by_hand() -> None:
     assert row["harmony_share"] == pytest.approx(2 / 3)
     assert row["conformity_pct"] == pytest.approx(80.0)
     assert row["conformity_ratio"] == pytest.approx(4.0)
+    # echoes in the hit channels only: 1 of the 12 hits found
+    assert row["echoed"] == 1 and row["echo_share"] == pytest.approx(1 / 12)
 
 
 def test_agent_measures_by_hand() -> None:

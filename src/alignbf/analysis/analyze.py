@@ -29,6 +29,7 @@ from alignbf.config import assets
 from alignbf.config.hypotheses import Hypothesis, InputRun, Prereg, load_prereg
 from alignbf.config.study import Study, load_languages, parse_study, resolve_relative
 from alignbf.errors import AlignbfError, AnalysisError, ConfigError
+from alignbf.scoring.indices import COMPONENTS, SCOPES
 from alignbf.scoring.scores import Scores, load_scores
 from alignbf.store.store import Store, write_atomic
 from alignbf.testing import crashpoints
@@ -50,12 +51,30 @@ VERDICT_COLUMNS = [
     "p_val",
     "p_adj",
     "family",
+    "alpha",
+    "equivalence_bound",
+    "null",
     "n",
     "expected",
     "verdict",
     "reference",
     "note",
+    "driver",
+    "sensitivity",
+    "verdict_changes",
 ]
+SENSITIVITY_COLUMNS = [
+    "id",
+    "scope",
+    "primary",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p_adj",
+    "verdict",
+]
+COMPONENT_COLUMNS = ["id", "outcome", "component", "weight", "estimate", "ci_low", "ci_high"]
+INDEX_OUTCOMES = ("cpi", "di")
 
 
 @dataclass
@@ -79,9 +98,21 @@ class Analysis:
         verdicts: One row per hypothesis with the columns ``id``, ``statement``,
             ``exploratory``, ``outcome``, ``estimator`` (type), ``estimate``, ``se``,
             ``ci_low``, ``ci_high``, ``ci_level``, ``statistic``, ``df``, ``p_val``,
-            ``p_adj`` (within the family), ``family``, ``n``, ``expected`` (direction),
+            ``p_adj`` (within the family), ``family``, ``alpha``, ``equivalence_bound``,
+            ``null`` (the value the estimate is tested against), ``n``, ``expected``
+            (direction),
             ``verdict`` (supported, not_supported, inconclusive or descriptive),
-            ``reference`` (what the paper reported) and ``note``.
+            ``reference`` (what the paper reported), ``note``, ``driver`` (for CPI and DI:
+            the component whose weighted part of the estimate is largest), ``sensitivity``
+            (the verdict under every other z-score reference) and ``verdict_changes``
+            (True when one of those verdicts differs from the primary one).
+        sensitivity: One row per CPI/DI hypothesis and z-score reference: ``id``,
+            ``scope``, ``primary`` (bool), ``estimate``, ``ci_low``, ``ci_high``,
+            ``p_adj``, ``verdict``.
+        components: One row per CPI/DI hypothesis and component (monologue ratio,
+            coercive, protective): the same estimator applied to the weighted component
+            alone (``weight`` x z), so for slopes and mean differences the three parts sum
+            to the index estimate.
         attrition: Per-cell attrition of the run and of its inputs (see
             :func:`alignbf.analysis.attrition.attrition`).
         scores: The run's scores.
@@ -96,6 +127,12 @@ class Analysis:
     verdicts: pd.DataFrame
     attrition: pd.DataFrame
     scores: Scores
+    sensitivity: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=SENSITIVITY_COLUMNS)
+    )
+    components: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=COMPONENT_COLUMNS)
+    )
     inputs: dict[str, Path | None] = field(default_factory=dict)
     paths: list[Path] = field(default_factory=list)
 
@@ -235,6 +272,7 @@ def _row(h: Hypothesis, est: Estimate | None, note: str) -> dict[str, Any]:
     }
     if est is not None:
         numbers = {k: getattr(est, k) for k in numbers}
+    numbers["null"] = est.null if est is not None else math.nan
     return {
         "id": h.id,
         "statement": h.statement,
@@ -244,6 +282,8 @@ def _row(h: Hypothesis, est: Estimate | None, note: str) -> dict[str, Any]:
         **numbers,
         "p_adj": math.nan,
         "family": h.family,
+        "alpha": h.alpha,
+        "equivalence_bound": h.equivalence_bound,
         "expected": h.expected,
         "verdict": "inconclusive",
         "reference": h.reference.render(),
@@ -266,17 +306,30 @@ def evaluate(
 
 
 def decide_all(prereg: Prereg, rows: list[dict[str, Any]], ests: list[Estimate | None]) -> None:
-    """Adjust p-values within each family, then apply each hypothesis' decision rule."""
+    """Adjust p-values within each planned family, then apply each decision rule.
+
+    A family holds the directional hypotheses (expected positive or negative) decided by
+    significance; one that could not be estimated counts with p = 1, so a family never
+    shrinks because a test failed. Hypotheses decided by their CI (``equivalent``,
+    ``not_positive``) keep their own p-value.
+    """
     for name, family in prereg.families.items():
         members = [
             i
-            for i, (h, r) in enumerate(zip(prereg.hypotheses, rows, strict=True))
-            if h.family == name and h.decision == "significance" and math.isfinite(r["p_val"])
+            for i, h in enumerate(prereg.hypotheses)
+            if h.family == name
+            and h.decision == "significance"
+            and h.expected in ("positive", "negative")
         ]
         if members:
-            adjusted = p_adjust([rows[i]["p_val"] for i in members], method=family.method)
+            pvals = [rows[i]["p_val"] if math.isfinite(rows[i]["p_val"]) else 1.0 for i in members]
+            adjusted = p_adjust(pvals, method=family.method)
             for i, p in zip(members, adjusted["p_adj"], strict=True):
-                rows[i]["p_adj"] = float(p)
+                if math.isfinite(rows[i]["p_val"]):
+                    rows[i]["p_adj"] = float(p)
+    for h, row in zip(prereg.hypotheses, rows, strict=True):
+        if h.expected not in ("positive", "negative") and math.isfinite(row["p_val"]):
+            row["p_adj"] = row["p_val"]
     for h, row, est in zip(prereg.hypotheses, rows, ests, strict=True):
         if est is not None:
             row["verdict"] = h.decide(est.estimate, est.ci_low, est.ci_high, row["p_adj"], est.null)
@@ -286,6 +339,7 @@ def _write(run_dir: Path, analysis: Analysis, prereg: Prereg) -> list[Path]:
     out = run_dir / "analysis"
     out.mkdir(exist_ok=True)
     paths = [out / "verdicts.csv", out / "verdicts.json", out / "attrition.csv"]
+    paths += [out / "sensitivity.csv", out / "components.csv"]
     write_atomic(paths[0], analysis.verdicts.to_csv(index=False))
     payload = {
         "study": analysis.study.name,
@@ -297,7 +351,115 @@ def _write(run_dir: Path, analysis: Analysis, prereg: Prereg) -> list[Path]:
     }
     write_atomic(paths[1], json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     write_atomic(paths[2], analysis.attrition.to_csv(index=False))
+    write_atomic(paths[3], analysis.sensitivity.to_csv(index=False))
+    write_atomic(paths[4], analysis.components.to_csv(index=False))
     return paths
+
+
+def _replaced(sources: dict[str, Source], columns: dict[str, str]) -> dict[str, Source]:
+    """The sources with score columns replaced (``{"cpi": "cpi__pooled"}``)."""
+    out = {}
+    for name, source in sources.items():
+        scores = source.scores
+        if scores is not None:
+            frames = [
+                frame.assign(**{new: frame[old] for new, old in columns.items()})
+                if all(old in frame.columns for old in columns.values())
+                else frame
+                for frame in (scores.simulations, scores.agents)
+            ]
+            scores = Scores(frames[0], frames[1], scores.paths)
+        out[name] = Source(source.run_dir, scores, source.note)
+    return out
+
+
+def _evaluate_all(
+    prereg: Prereg, sources: dict[str, Source], languages: dict[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[Estimate | None]]:
+    pairs = [evaluate(h, sources[h.input or MAIN], languages) for h in prereg.hypotheses]
+    rows, ests = [r for r, _ in pairs], [e for _, e in pairs]
+    decide_all(prereg, rows, ests)
+    return rows, ests
+
+
+def sensitivity_analysis(
+    prereg: Prereg,
+    sources: dict[str, Source],
+    languages: dict[str, dict[str, Any]],
+    rows: list[dict[str, Any]],
+    primary: str,
+) -> pd.DataFrame:
+    """Every CPI/DI hypothesis under every z-score reference (the primary one included).
+
+    The other references are the preregistered sensitivity analysis: the same
+    hypotheses, estimators and families on indices standardised another way.
+    """
+    indexed = [i for i, h in enumerate(prereg.hypotheses) if h.outcome in INDEX_OUTCOMES]
+    out = []
+    for scope in SCOPES:
+        if scope == primary:
+            scoped = rows
+        else:
+            columns = {o: f"{o}__{scope}" for o in INDEX_OUTCOMES}
+            columns.update({f"z_{c}": f"z_{c}__{scope}" for c in COMPONENTS})
+            scoped, _ = _evaluate_all(prereg, _replaced(sources, columns), languages)
+        for i in indexed:
+            r = scoped[i]
+            out.append(
+                {"id": r["id"], "scope": scope, "primary": scope == primary}
+                | {k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_adj", "verdict")}
+            )
+    return pd.DataFrame(out, columns=SENSITIVITY_COLUMNS)
+
+
+def component_analysis(
+    prereg: Prereg,
+    sources: dict[str, Source],
+    languages: dict[str, dict[str, Any]],
+    study: Study,
+) -> pd.DataFrame:
+    """Each CPI/DI hypothesis' estimator applied to each weighted component alone."""
+    indexed = [i for i, h in enumerate(prereg.hypotheses) if h.outcome in INDEX_OUTCOMES]
+    out = []
+    for component in COMPONENTS:
+        weights = {o: getattr(getattr(study.scoring, o), component) for o in INDEX_OUTCOMES}
+        parts = {}
+        for name, source in sources.items():
+            scores = source.scores
+            if scores is not None:
+                frames = [
+                    frame.assign(**{o: w * frame[f"z_{component}"] for o, w in weights.items()})
+                    for frame in (scores.simulations, scores.agents)
+                ]
+                scores = Scores(frames[0], frames[1], scores.paths)
+            parts[name] = Source(source.run_dir, scores, source.note)
+        rows, _ = _evaluate_all(prereg, parts, languages)
+        for i in indexed:
+            h, r = prereg.hypotheses[i], rows[i]
+            out.append(
+                {"id": h.id, "outcome": h.outcome, "component": component}
+                | {"weight": weights[h.outcome]}
+                | {k: r[k] for k in ("estimate", "ci_low", "ci_high")}
+            )
+    return pd.DataFrame(out, columns=COMPONENT_COLUMNS)
+
+
+def _annotate(
+    rows: list[dict[str, Any]], sensitivity: pd.DataFrame, components: pd.DataFrame
+) -> None:
+    """Add the driver, the other references' verdicts and whether one differs."""
+    for row in rows:
+        row["driver"], row["sensitivity"], row["verdict_changes"] = "", "", False
+        mine = components[components["id"] == row["id"]]
+        if not mine.empty and mine["estimate"].notna().any():
+            sign = 1.0 if not math.isfinite(row["estimate"]) or row["estimate"] >= 0 else -1.0
+            row["driver"] = str(mine.loc[(sign * mine["estimate"]).idxmax(), "component"])
+        others = sensitivity[(sensitivity["id"] == row["id"]) & ~sensitivity["primary"]]
+        if not others.empty:
+            row["sensitivity"] = "; ".join(
+                f"{s}: {v}" for s, v in zip(others["scope"], others["verdict"], strict=True)
+            )
+            row["verdict_changes"] = bool((others["verdict"] != row["verdict"]).any())
 
 
 def _attrition(sources: dict[str, Source]) -> pd.DataFrame:
@@ -338,9 +500,10 @@ def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = No
     prereg = load_prereg(path)
     sources = _sources(run_dir, scores, prereg, backend, inputs or {})
     languages = load_languages()
-    pairs = [evaluate(h, sources[h.input or MAIN], languages) for h in prereg.hypotheses]
-    rows, ests = [r for r, _ in pairs], [e for _, e in pairs]
-    decide_all(prereg, rows, ests)
+    rows, _ = _evaluate_all(prereg, sources, languages)
+    sensitivity = sensitivity_analysis(prereg, sources, languages, rows, study.scoring.zscore_scope)
+    components = component_analysis(prereg, sources, languages, study)
+    _annotate(rows, sensitivity, components)
     crashpoints.reached("during_stats")
     analysis = Analysis(
         run_dir=run_dir,
@@ -350,6 +513,8 @@ def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = No
         verdicts=pd.DataFrame(rows, columns=VERDICT_COLUMNS),
         attrition=_attrition(sources),
         scores=scores,
+        sensitivity=sensitivity,
+        components=components,
         inputs={k: s.run_dir for k, s in sources.items() if k != MAIN},
     )
     analysis.paths = _write(run_dir, analysis, prereg)

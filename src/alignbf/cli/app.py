@@ -206,12 +206,16 @@ app.add_typer(lexicon_app, name="lexicon")
 def lexicon_explain(
     text: Annotated[str, typer.Argument(help="The text to score.")],
     lang: Annotated[str, typer.Option("--lang", help="Language code, e.g. ja.")] = "en",
+    echo: Annotated[
+        int | None,
+        typer.Option(help="Echo n-gram length (0 = off; default: the scoring default)."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Show the units counted and every lexicon match (category, term, span) in TEXT."""
-    from alignbf.scoring.lexicon import load_lexicon
+    from alignbf.scoring.lexicon import explain_text
 
-    result = load_lexicon(lang).explain(text)
+    result = explain_text(text, lang, echo)
     if as_json:
         _echo_json(result)
         return
@@ -219,10 +223,35 @@ def lexicon_explain(
         f"{result['language']} lexicon {result['version']}: {result['units']} {result['unit']}s"
     )
     for m in result["matches"]:
+        marks = [mark for mark, on in (("negated", m["negated"]), ("echo", m["echo"])) if on]
         typer.echo(
             f"  {m['category']:<14} {m['text']!r} at {m['start']}-{m['end']} (term {m['term']!r})"
+            + (f" [{', '.join(marks)}]" if marks else "")
         )
     typer.echo("counts: " + ", ".join(f"{k} {v}" for k, v in result["counts"].items()))
+
+
+@lexicon_app.command("validate")
+def lexicon_validate(
+    run_dir: Annotated[Path, typer.Argument(help="A synthetic run directory.")],
+    as_json: AsJson = False,
+) -> None:
+    """Agreement of the lexicon with the synthetic oracle: per language and category."""
+    from alignbf.analysis.validity import validate_lexicon
+    from alignbf.cli.render import render_validity
+
+    result = validate_lexicon(run_dir)
+    if as_json:
+        _echo_json(
+            {
+                "agreement": json.loads(result.agreement.to_json(orient="records")),
+                "differential": json.loads(result.differential.to_json(orient="records")),
+                "attenuation": json.loads(result.attenuation.to_json(orient="records")),
+                "echo": result.echo,
+            }
+        )
+        return
+    render_validity(result)
 
 
 @lexicon_app.command("check")

@@ -143,11 +143,13 @@ def _num(value: Any) -> str:
 
 
 def render_replication(result: Any) -> None:
-    """``alignbf replicate`` table and summary line."""
+    """``alignbf replicate`` table, each outcome's reason, and the summary line."""
     table = Table(title=f"Replication against {result.reference}")
-    for col in ("id", "expected", "estimate", "95% CI", "verdict", "reference", "outcome"):
-        table.add_column(col)
+    table.add_column("id", overflow="fold")
+    for col in ("estimate", "95% CI", "original", "outcome"):
+        table.add_column(col, overflow="fold")
     colour = {"replicated": "green", "not_replicated": "red", "drift": "yellow"}
+    reasons = []
     for r in result.table.to_dict("records"):
         ref = "-" if r["ref_estimate"] is None else _num(r["ref_estimate"])
         if r["ref_ci_low"] is not None:
@@ -155,14 +157,16 @@ def render_replication(result: Any) -> None:
         label = r["outcome"] + (" (exploratory)" if r["exploratory"] else "")
         table.add_row(
             r["id"],
-            str(r["expected"]),
             _num(r["estimate"]),
             f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
-            str(r["verdict"]),
             ref,
             f"[{colour.get(r['outcome'], 'white')}]{label}[/]",
         )
+        if r["note"]:
+            reasons.append(f"{r['id']}: {r['outcome']}: {r['note']}")
     console.print(table)
+    for line in reasons:
+        console.print(line, highlight=False)
     for line in result.drift:
         console.print(f"[yellow]provider drift: {line}[/]")
     meaning = {0: "replicated", 1: "not replicated", 2: "inconclusive"}[result.exit_code]
@@ -232,3 +236,44 @@ def render_power(result: Any, budget: float | None) -> None:
             console.print(f"${budget:,.2f} buys {best} replicates per cell ({money(cost[best])}).")
         else:
             console.print(f"${budget:,.2f} buys none of the sizes shown (or prices are unknown).")
+
+
+def render_validity(result: Any) -> None:
+    """Lexicon-vs-oracle agreement: kappa per language and category, then the floors."""
+    table = result.agreement
+    kappa = Table(title="Lexicon vs oracle: Cohen's kappa per sentence (all agents)")
+    kappa.add_column("language")
+    categories = list(dict.fromkeys(table["category"]))
+    for c in categories:
+        kappa.add_column(c[:12], justify="right")
+    mine = table[table["agents"] == "all"]
+    for language, part in mine.groupby("language"):
+        values = part.set_index("category")["kappa"]
+        kappa.add_row(str(language), *(_num(values.get(c)) for c in categories))
+    console.print(kappa)
+    d = result.differential
+    if not d.empty:
+        worst = d.loc[d["max_abs"].idxmax()]
+        console.print(
+            f"largest aligned-unaligned difference in precision or recall: "
+            f"{worst['max_abs']:.3f} ({worst['language']}, {worst['category']}); "
+            f"{int((d['max_abs'] > 0.10).sum())} of {len(d)} language x category pairs above 0.10"
+        )
+    echo = result.echo
+    if echo["echo_sentences"]:
+        console.print(
+            f"echo filter: {echo['removed_share']:.1%} of the hits inside "
+            f"{int(echo['echo_sentences'])} restated instruction sentences removed"
+        )
+    att = result.attenuation
+    if not att.empty:
+        g = Table(title="Hedges' g, highest vs lowest alignment ratio: lexicon vs oracle")
+        for col in ("language", "outcome", "g lexicon", "g oracle", "ratio"):
+            g.add_column(col, justify="left" if col in ("language", "outcome") else "right")
+        for row in att.itertuples(index=False):
+            g.add_row(
+                row.language, row.outcome, _num(row.g_lexicon), _num(row.g_oracle), _num(row.ratio)
+            )
+        console.print(g)
+    for path in result.paths:
+        console.print(str(path))

@@ -80,6 +80,17 @@ class PromptSet:
     reply_prompt: str
     events: tuple[str, ...]
 
+    def instruction_texts(self) -> list[str]:
+        """Every text the language gives an agent to read: instructions, personas, events.
+
+        These are what an agent may merely repeat; the scoring leaves such echoes out.
+        """
+        texts = [self.alignment_prefix, self.individuation_instruction, self.persona_template]
+        texts += [f"{p.role}. {p.temperament}" for p in self.personas]
+        texts += [*self.channel_format.values(), *self.events]
+        texts += [self.turn_header, self.record_label, self.whisper_label, self.reply_prompt]
+        return texts
+
     def system_prompt(
         self, agent: int, n_agents: int, *, aligned: bool, individuated: bool, channel_format: str
     ) -> str:
@@ -108,13 +119,14 @@ class PromptSet:
         return fill(self.events[turn - 1], target=self.personas[target - 1].call_name).strip()
 
 
-def _prompt_file(language: str) -> Path:
+def prompt_file(language: str) -> Path:
+    """The prompt file used for ``language`` (the project's, else the built-in one)."""
     return assets.path("data", "prompts", f"{language}.yaml").resolve()
 
 
 def load_prompts(language: str) -> PromptSet:
     """Load and check the prompt assets of one language (from the project root)."""
-    return _load_prompts(_prompt_file(language))
+    return _load_prompts(prompt_file(language))
 
 
 @cache
@@ -142,7 +154,7 @@ def _load_prompts(path: Path) -> PromptSet:
 
 def asset_hash(language: str) -> str:
     """SHA-256 of the language's prompt file bytes (part of every sim_id)."""
-    return _file_hash(_prompt_file(language))
+    return _file_hash(prompt_file(language))
 
 
 @cache

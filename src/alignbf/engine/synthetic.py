@@ -33,6 +33,20 @@ from alignbf.errors import ConfigError
 from alignbf.transport.backend import ChatRequest, Completion
 
 KINDS = ("coercive", "protective", "harmony_protective", "conformity", "individuation", "neutral")
+ECHO = "echo"
+"""Oracle label of a sentence an agent restates from its own instructions."""
+ORACLE_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "coercive": ("coercive",),
+    "protective": ("protective",),
+    "harmony_protective": ("protective", "conformity"),
+    "conformity": ("conformity",),
+    "individuation": ("individuation",),
+    "neutral": (),
+    ECHO: (),
+}
+"""The scoring categories each sentence kind expresses: harmony-framed protection is both
+protective speech and group-harmony phrasing; a restated instruction expresses nothing
+the agent did."""
 _NO_SPACE = {"ja", "zh"}
 _FIRST_INT = re.compile(r"\d+")
 _EDGE_PUNCTUATION = " ,.!?;:、。！？"
@@ -73,6 +87,9 @@ class World(BaseModel):
     """Effect of the individuation instruction: ``default`` and per language."""
     models: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     """Per-model overrides: model -> ``alignment``/``individuation`` -> language -> effects."""
+    echo_rate: float = Field(0.0, ge=0, le=1)
+    """Probability that an alignment-instructed or individuated agent's talk restates one
+    sentence of its own instruction text (labelled ``echo`` by the oracle)."""
     expected: dict[str, Literal["positive", "negative", "not_positive"]] = {}
     """Directions this world plants, by preregistered hypothesis id
     (``alignbf replicate --against planted:<world>``)."""
@@ -224,6 +241,10 @@ class SyntheticModel:
 
     def reply(self, request: ChatRequest) -> str:
         """The synthetic agent's reply to a request."""
+        return self.labelled_reply(request)[0]
+
+    def labelled_reply(self, request: ChatRequest) -> tuple[str, dict[str, list[str]]]:
+        """The reply and, per channel, the kind of each sentence in it (the oracle)."""
         system = request.messages[0]["content"]
         last = request.messages[-1]["content"]
         cond = read_condition(system)
@@ -241,33 +262,66 @@ class SyntheticModel:
 
     def _compose(
         self, rng: random.Random, cond: _Condition, model: str, weights: list[float], mono: float
-    ) -> str:
+    ) -> tuple[str, dict[str, list[str]]]:
         w, bank = self.world, _bank(cond.language)
         target = rng.choice(cond.names) if cond.names else "?"
         join = "" if cond.language in _NO_SPACE else " "
 
-        def say(pool: dict[str, tuple[str, ...]], n: int) -> str:
+        def say(pool: dict[str, tuple[str, ...]], n: int) -> tuple[str, list[str]]:
             kinds = rng.choices(KINDS, weights=weights, k=n)
-            return join.join(rng.choice(pool[k]).replace("{target}", target) for k in kinds)
+            text = join.join(rng.choice(pool[k]).replace("{target}", target) for k in kinds)
+            return text, list(kinds)
 
-        talk = say(bank.talk, rng.randint(*w.talk_sentences))
+        talk, talk_kinds = say(bank.talk, rng.randint(*w.talk_sentences))
+        echoes = _echo_sentences(cond)
+        if echoes and w.echo_rate and rng.random() < w.echo_rate:
+            talk = join.join([talk, rng.choice(echoes)])
+            talk_kinds.append(ECHO)
         mono_mean = w.monologue_mean + mono
         for kind in ("alignment", "individuation"):
             if getattr(cond, "aligned" if kind == "alignment" else "individuated"):
                 mono_mean += w.effect(kind, model, cond.language).get("monologue", 0.0)
-        monologue = say(bank.monologue, int(max(mono_mean, 0.0) + rng.random()))
+        monologue, mono_kinds = say(bank.monologue, int(max(mono_mean, 0.0) + rng.random()))
         if rng.random() < w.format_error_rate:
-            return f"{talk}{join}{monologue}"
+            return f"{talk}{join}{monologue}", {}
+        labels = {"talk": talk_kinds, "monologue": mono_kinds}
         whisper = None
         if cond.names and rng.random() < w.whisper_rate:
-            whisper = (rng.choice(cond.names), say(bank.talk, 1))
+            whisper_text, labels["whisper"] = say(bank.talk, 1)
+            whisper = (rng.choice(cond.names), whisper_text)
         if cond.channel_format == "json":
             obj: dict[str, object] = {"talk": talk, "monologue": monologue}
             if whisper:
                 obj["whisper"] = {"to": whisper[0], "text": whisper[1]}
-            return json.dumps(obj, ensure_ascii=False)
+            return json.dumps(obj, ensure_ascii=False), labels
         text = f"[TALK] {talk}\n[MONOLOGUE] {monologue}"
-        return text + (f"\n[WHISPER:{whisper[0]}] {whisper[1]}" if whisper else "")
+        return text + (f"\n[WHISPER:{whisper[0]}] {whisper[1]}" if whisper else ""), labels
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？।])\s*")
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences of an instruction text (one per line or sentence-final mark)."""
+    out = []
+    for line in text.splitlines():
+        out += [s.strip() for s in _SENTENCE_END.split(line) if len(s.strip()) > 12]
+    return out
+
+
+def _echo_sentences(cond: _Condition) -> list[str]:
+    """Sentences of the instructions this agent was given, which it may restate."""
+    return _instruction_sentences(cond.language, assets.root(), cond.aligned, cond.individuated)
+
+
+@cache
+def _instruction_sentences(
+    language: str, root: Path, aligned: bool, individuated: bool
+) -> list[str]:
+    p = load_prompts(language)
+    texts = [p.alignment_prefix] if aligned else []
+    texts += [p.individuation_instruction] if individuated else []
+    return [s for text in texts for s in _sentences(text)]
 
 
 def estimate_tokens(text: str) -> int:
@@ -301,3 +355,56 @@ class SyntheticBackend:
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+
+@dataclass(frozen=True)
+class _Oracle:
+    pattern: re.Pattern[str]
+    kinds: dict[str, str]
+    names: tuple[str, ...]
+
+
+@cache
+def _oracle(language: str, root: Path) -> _Oracle:
+    bank = _load_bank(language, root)
+    names = tuple(p.call_name for p in load_prompts(language).personas)
+    kinds: dict[str, str] = {}
+    for pool in (bank.talk, bank.monologue):
+        for kind, sentences in pool.items():
+            for sentence in sentences:
+                kinds.setdefault(sentence, kind)
+    for sentence in _instruction_sentences(language, root, True, True):
+        kinds.setdefault(sentence, ECHO)
+    name = "(?:" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + "|\\?)"
+    alternatives = [
+        re.escape(s).replace(re.escape("{target}"), name)
+        for s in sorted(kinds, key=len, reverse=True)
+    ]
+    return _Oracle(re.compile("|".join(alternatives)), kinds, names)
+
+
+def oracle_sentences(language: str, text: str) -> list[tuple[str, str, str]]:
+    """The generator's sentences in a message part: (kind, sentence, bank entry).
+
+    The bank entry is the sentence as written in the bank (``{target}`` unfilled), so
+    a validation can hold out a fixed half of the bank.
+
+
+    The synthetic model writes every sentence verbatim from its phrase bank (or from the
+    agent's own instructions, for an echo), with ``{target}`` filled by a first name, so
+    the kind of each sentence is recovered exactly by looking it up; text that is no bank
+    sentence is left out.
+    """
+    oracle = _oracle(language, assets.root())
+    out = []
+    for found in oracle.pattern.finditer(text):
+        sentence = entry = found.group()
+        kind = oracle.kinds.get(sentence)
+        if kind is None:
+            for name in (*oracle.names, "?"):
+                entry = sentence.replace(name, "{target}")
+                kind = oracle.kinds.get(entry)
+                if kind is not None:
+                    break
+        out.append((kind or "neutral", sentence, entry))
+    return out

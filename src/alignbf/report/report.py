@@ -20,7 +20,14 @@ from alignbf.analysis.analyze import Analysis
 from alignbf.analysis.attrition import EXCLUDED, flow
 from alignbf.report.figures import report_figures
 from alignbf.report.provenance import deviations, models_used, run_facts
-from alignbf.report.tables import attrition_view, fmt, verdict_view
+from alignbf.report.tables import (
+    attrition_view,
+    component_view,
+    echo_view,
+    fmt,
+    sensitivity_view,
+    verdict_view,
+)
 from alignbf.store.store import write_atomic
 
 SYNTHETIC = (
@@ -48,6 +55,50 @@ def _verdict_blocks(analysis: Analysis) -> list[Block]:
     table = verdict_view(analysis.verdicts)
     notes = [f"{r.id}: {r.note}" for r in analysis.verdicts.itertuples() if r.note]
     return [("h2", "Verdicts"), ("table", table), ("list", notes)]
+
+
+def _measurement_blocks(analysis: Analysis) -> list[Block]:
+    scoring = analysis.study.scoring
+    echo = scoring.echo
+    lines = [
+        f"z-score reference: {scoring.zscore_scope} (the others are the sensitivity analysis "
+        "below); counts per 1,000 units"
+        + (" (words; characters for ja, zh, th)" if scoring.normalisation != "raw" else " (raw)"),
+        f"lexicon hits counted in the channels: {', '.join(scoring.hit_channels)}; the "
+        "monologue ratio uses every channel",
+        f"echo filter: a hit inside a run of {echo.words} words ({echo.chars} letters in ja, "
+        "zh, th) repeated from the language's instructions, personas or events is not counted"
+        if echo.words or echo.chars
+        else "echo filter: off",
+    ]
+    blocks: list[Block] = [("h2", "Measurement"), ("list", lines)]
+    components = component_view(analysis.components, analysis.verdicts)
+    if not components.empty:
+        blocks += [
+            (
+                "p",
+                "CPI and DI with their three weighted components (the same estimator "
+                "applied to each weighted z-score alone; for slopes and mean differences the "
+                "parts add up to the estimate) and the component that drives each:",
+            ),
+            ("table", components),
+        ]
+    sensitivity = sensitivity_view(analysis.sensitivity)
+    if not sensitivity.empty:
+        changed = int((sensitivity["changes"] == "yes").sum())
+        blocks += [
+            (
+                "p",
+                f"Sensitivity to the z-score reference (* primary): the verdict changes for "
+                f"{changed} of {len(sensitivity)} CPI/DI hypotheses.",
+            ),
+            ("table", sensitivity),
+        ]
+    echoes = echo_view(analysis.scores.simulations)
+    if not echoes.empty:
+        blocks += [("p", "Hits left out as echoes of the instructions, per cell:")]
+        blocks += [("table", echoes)]
+    return blocks
 
 
 def _attrition_blocks(analysis: Analysis) -> list[Block]:
@@ -103,6 +154,7 @@ def document(analysis: Analysis) -> list[Block]:
     )
     blocks += _attrition_blocks(analysis)
     blocks += _verdict_blocks(analysis)
+    blocks += _measurement_blocks(analysis)
     blocks += _figure_blocks(analysis)
     blocks += _provenance_blocks(analysis)
     return blocks

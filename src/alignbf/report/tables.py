@@ -180,3 +180,58 @@ def analysis_json(analysis: Analysis) -> dict[str, Any]:
         "verdicts": json.loads(analysis.verdicts.to_json(orient="records")),
         "files": [str(p) for p in analysis.paths],
     }
+
+
+def component_view(components: pd.DataFrame, verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Each CPI/DI estimate beside the parts its three weighted components give.
+
+    Columns ``id``, ``outcome``, ``estimate``, one per component and ``driver``.
+    """
+    if components.empty:
+        return pd.DataFrame(columns=["id", "outcome", "estimate", "driver"])
+    wide = components.pivot_table(
+        index=["id", "outcome"], columns="component", values="estimate", sort=False
+    )
+    main = verdicts.set_index("id")
+    rows = []
+    for (hid, outcome), parts in wide.iterrows():
+        rows.append(
+            {"id": hid, "outcome": outcome, "estimate": fmt(float(main.loc[hid, "estimate"]))}
+            | {f"{c} part": fmt(float(v)) for c, v in parts.items()}
+            | {"driver": main.loc[hid, "driver"]}
+        )
+    return pd.DataFrame(rows)
+
+
+def sensitivity_view(sensitivity: pd.DataFrame) -> pd.DataFrame:
+    """Verdict and estimate of each CPI/DI hypothesis under every z-score reference.
+
+    Columns ``id``, one ``<scope>`` column per reference (primary first, marked with
+    ``*``) holding ``estimate verdict``, and ``changes`` (``yes`` when they disagree).
+    """
+    if sensitivity.empty:
+        return pd.DataFrame(columns=["id", "changes"])
+    order = list(dict.fromkeys(sensitivity.sort_values("primary", ascending=False)["scope"]))
+    primary = sensitivity.loc[sensitivity["primary"], "scope"].iloc[0]
+    rows = []
+    for hid, part in sensitivity.groupby("id", sort=False):
+        by = part.set_index("scope")
+        row: dict[str, str] = {"id": str(hid)}
+        for scope in order:
+            label = f"{scope}*" if scope == primary else scope
+            row[label] = f"{fmt(float(by.loc[scope, 'estimate']))} {by.loc[scope, 'verdict']}"
+        row["changes"] = "yes" if part["verdict"].nunique() > 1 else "no"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def echo_view(simulations: pd.DataFrame) -> pd.DataFrame:
+    """Share of lexicon hits left out as echoes of the instructions, per cell."""
+    if "echo_share" not in simulations.columns:
+        return pd.DataFrame()
+    keys = [c for c in ("language", "alignment_ratio", "individuation_ratio", "model")]
+    frame = simulations.groupby(keys, as_index=False).agg(
+        n=("sim_id", "count"), echoed=("echoed", "sum"), echo_share=("echo_share", "mean")
+    )
+    frame["echo_share"] = frame["echo_share"].map(lambda v: fmt(float(v)))
+    return frame.astype(str)

@@ -1,12 +1,14 @@
 """Measures on transcripts: units per channel, category hits, ratios.
 
-Each measure set is registered under a name and version, recorded with every score.
-Per message: units and hits per category. Per agent and per simulation (sums of the
-messages): units per channel, the monologue ratio (monologue units / all units),
-hits per category raw and per 1,000 units of the hit channels, the group-harmony
-share of protective speech (protective hits in messages that also hold conformity
-phrasing, over all protective hits), conformity % = conformity / (conformity +
-individuation) and the conformity:individuation ratio.
+Each measure set is registered under a name and version, recorded with every score. Per
+message: units, hits per category and hits left out as echoes of the agent's
+instructions (``echoed``; see :meth:`alignbf.scoring.lexicon.Lexicon.echo`). Per agent
+and per simulation (sums of the messages): units per channel, the monologue ratio
+(monologue units / all units), hits per category raw and per 1,000 units of the hit
+channels, the group-harmony share of protective speech (protective hits in messages that
+also hold conformity phrasing, over all protective hits), conformity % = conformity /
+(conformity + individuation), the conformity:individuation ratio and ``echo_share``
+(echoed hits over all hits found, echoes included).
 """
 
 from __future__ import annotations
@@ -15,40 +17,51 @@ import multiprocessing as mp
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from alignbf.scoring.lexicon import CATEGORIES, load_lexicon
+from alignbf.scoring.lexicon import CATEGORIES, Echo, Lexicon, instruction_echo, load_lexicon
 
 MEASURES_NAME = "alignbf.measures"
-MEASURES_VERSION = "1.0.0"
+MEASURES_VERSION = "2.0.0"
 CHANNELS = ("talk", "monologue", "whisper")
 
 
 PARALLEL_FROM = 20_000
 """Messages from which counting is spread over every core (forked workers)."""
 _SHARED: list[tuple[str, int, str, str, str]] = []
+_ECHO: dict[str, int] = {}
+"""Echo n-gram length per lexicon unit (``word``, ``char``); 0 or absent = no filter."""
+
+
+def _echo(lexicon: Lexicon) -> Echo | None:
+    return instruction_echo(lexicon, _ECHO.get(lexicon.unit, 0))
 
 
 def _count_slice(bounds: tuple[int, int]) -> list[tuple[int, ...]]:
-    """Counts of ``_SHARED[start:stop]``: units, the four categories, protective-in-harmony."""
-    lexicons: dict[str, Any] = {}
+    """Counts of ``_SHARED[start:stop]``: units, the four categories, protective-in-harmony,
+    echoed hits."""
+    lexicons: dict[str, tuple[Lexicon, Echo | None]] = {}
     out = []
     for _, _, _, language, text in _SHARED[bounds[0] : bounds[1]]:
-        lex = lexicons.get(language)
-        if lex is None:
-            lex = lexicons[language] = load_lexicon(language)
-        counted = lex.count(text)
+        found = lexicons.get(language)
+        if found is None:
+            lex = load_lexicon(language)
+            found = lexicons[language] = (lex, _echo(lex))
+        counted = found[0].count(text, found[1])
         c = counted.counts
         hits = tuple(c[k] for k in CATEGORIES)
-        out.append((counted.units, *hits, c["protective"] if c["conformity"] else 0))
+        harmony = c["protective"] if c["conformity"] else 0
+        out.append((counted.units, *hits, harmony, counted.echoed))
     return out
 
 
-def _counts(rows: list[tuple[str, int, str, str, str]]) -> list[tuple[int, ...]]:
-    global _SHARED
+def _counts(
+    rows: list[tuple[str, int, str, str, str]], echo: dict[str, int]
+) -> list[tuple[int, ...]]:
+    global _SHARED, _ECHO
+    _ECHO = dict(echo)
     workers = os.cpu_count() or 1
     if len(rows) < PARALLEL_FROM or workers == 1 or "fork" not in mp.get_all_start_methods():
         _SHARED = rows
@@ -66,19 +79,25 @@ def _counts(rows: list[tuple[str, int, str, str, str]]) -> list[tuple[int, ...]]
         _SHARED = []
 
 
-def count_messages(rows: Iterable[tuple[str, int, str, str, str]]) -> pd.DataFrame:
+def count_messages(
+    rows: Iterable[tuple[str, int, str, str, str]], echo: dict[str, int] | None = None
+) -> pd.DataFrame:
     """Count every message (on every core when there are many).
 
     Args:
         rows: (sim_id, agent, channel, language, text) tuples, facility events excluded.
+        echo: n-gram length of the echo filter per lexicon unit (``{"word": 4, "char":
+            8}``); hits inside spans repeating the language's instruction texts are left
+            out. ``None`` or 0 turns the filter off.
 
     Returns:
         One row per message: ``sim_id, agent, channel, units`` and one column per category,
-        plus ``protective_in_harmony`` (protective hits in a message with conformity hits).
+        plus ``protective_in_harmony`` (protective hits in a message with conformity hits)
+        and ``echoed`` (hits left out as echoes).
     """
     rows = list(rows)
-    columns = ["units", *CATEGORIES, "protective_in_harmony"]
-    counts = pd.DataFrame(_counts(rows), columns=columns, dtype="int64")
+    columns = ["units", *CATEGORIES, "protective_in_harmony", "echoed"]
+    counts = pd.DataFrame(_counts(rows, echo or {}), columns=columns, dtype="int64")
     ids = pd.DataFrame([(r[0], r[1], r[2]) for r in rows], columns=["sim_id", "agent", "channel"])
     return pd.concat([ids, counts], axis=1)
 
@@ -92,7 +111,7 @@ def _aggregate(
     units.columns = [f"units_{c}" for c in units.columns]
     hits = (
         messages[messages["channel"].isin(list(hit_channels))]
-        .groupby(keys)[[*CATEGORIES, "protective_in_harmony"]]
+        .groupby(keys)[[*CATEGORIES, "protective_in_harmony", "echoed"]]
         .sum()
     )
     frame = units.join(hits, how="left").fillna(0)
@@ -104,6 +123,8 @@ def _aggregate(
     per = frame["units_hit"].where(frame["units_hit"] > 0)
     for c in CATEGORIES:
         frame[f"{c}_rate"] = frame[c] / per * 1000
+    found = frame[list(CATEGORIES)].sum(axis=1) + frame["echoed"]
+    frame["echo_share"] = frame["echoed"] / found.where(found > 0)
     frame["harmony_share"] = frame["protective_in_harmony"] / frame["protective"].where(
         frame["protective"] > 0
     )

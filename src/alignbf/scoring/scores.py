@@ -8,7 +8,8 @@ under ``RUN_DIR/scores/``. Re-scoring replaces those tables: it is idempotent.
 The scores record a fingerprint of what they depend on: the scored simulations
 (ids, runs, finish times: every write of a transcript changes them), the number
 and total length of the messages, the study's scoring settings, the measure,
-index and package versions and the bytes of each lexicon file. ``alignbf
+index and package versions and the bytes of each lexicon and prompt file (the
+echo filter reads the prompts). ``alignbf
 analyze`` reuses the stored scores while the fingerprint matches and scores again
 otherwise; ``alignbf score`` always scores again (after editing a transcript by
 hand, say).
@@ -24,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from alignbf import __version__
+from alignbf.config.prompts import prompt_file
 from alignbf.config.study import Study, parse_study
 from alignbf.errors import AnalysisError
 from alignbf.scoring.indices import INDICES_VERSION, add_indices
@@ -104,6 +106,10 @@ def fingerprint(store: Store, study: Study, languages: list[str]) -> str:
             lang: hashlib.sha256(lexicon_file(lang).read_bytes()).hexdigest()
             for lang in sorted(languages)
         },
+        "prompts": {
+            lang: hashlib.sha256(prompt_file(lang).read_bytes()).hexdigest()
+            for lang in sorted(languages)
+        },
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
@@ -141,7 +147,8 @@ def score_store(store: Store, reuse: bool = False) -> Scores:
         "SELECT m.sim_id, m.agent, m.channel, s.language, m.text FROM messages m "
         "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0"
     )
-    messages = count_messages(rows)
+    echo = study.scoring.echo
+    messages = count_messages(rows, {"word": echo.words, "char": echo.chars})
     crashpoints.reached("during_scoring")
     hit = list(study.scoring.hit_channels)
     sim_scores = add_indices(

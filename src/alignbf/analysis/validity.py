@@ -1,0 +1,299 @@
+"""``alignbf lexicon validate``: the scoring lexicon against known truth.
+
+The synthetic generator writes each sentence from a phrase bank whose kind it knows
+(:func:`alignbf.engine.synthetic.oracle_sentences` recovers it from the text), so a
+synthetic run has an oracle label for every sentence of every reply. Per language and
+category this module reports how the lexicon's sentence-level verdict (the sentence has
+at least one hit of the category, echo filter applied) agrees with the oracle: precision,
+recall, F1 and Cohen's kappa, for all agents and separately for alignment-instructed and
+uninstructed agents (an error rate that differs between them biases every contrast). It
+also reports how much of the hit mass inside restated instruction text the echo filter
+removes, and the attenuation of the CPI and DI effects: Hedges' g of the highest vs the
+lowest alignment ratio per language, computed from lexicon counts and from oracle counts
+with the same units, reference and weights.
+
+Only the channels whose hits count (``scoring.hit_channels``) are validated, and the
+agreement figures come from the held-out half of the phrase banks (a fixed hash of each
+bank entry, :func:`held_out`), so a lexicon revised while reading the other half is
+still measured on text nobody tuned on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alignbf.analysis.stats import hedges_g
+from alignbf.config.study import Study, parse_study
+from alignbf.engine.synthetic import ECHO, ORACLE_CATEGORIES, oracle_sentences
+from alignbf.errors import AnalysisError
+from alignbf.scoring.indices import add_indices
+from alignbf.scoring.lexicon import CATEGORIES, Echo, Lexicon, instruction_echo, load_lexicon
+from alignbf.scoring.scores import load_scores
+from alignbf.store.store import Store, write_atomic
+
+AGREEMENT_COLUMNS = [
+    "language", "category", "agents", "sentences", "positives", "predicted",
+    "precision", "recall", "f1", "kappa", "false_positive_rate",
+]  # fmt: skip
+ATTENUATION_COLUMNS = ["language", "outcome", "n_high", "n_low", "g_lexicon", "g_oracle", "ratio"]
+
+
+@dataclass
+class Validity:
+    """Lexicon-vs-oracle agreement of one synthetic run.
+
+    Attributes:
+        agreement: One row per language, category and agent group (``all``, ``aligned``,
+            ``unaligned``): ``sentences``, ``positives`` (oracle), ``predicted`` (lexicon),
+            ``precision``, ``recall``, ``f1``, ``kappa``.
+        differential: Per language and category, the aligned-minus-unaligned difference in
+            precision, recall and false-positive rate (``d_precision``, ``d_recall``,
+            ``d_false_positive_rate``) and the larger of the first two in absolute value
+            (``max_abs``).
+        attenuation: Per language and outcome (``cpi``, ``di``): ``g_lexicon``, ``g_oracle``
+            (highest vs lowest alignment ratio) and their ``ratio``.
+        echo: Hits found inside restated instruction sentences without and with the echo
+            filter, and the share removed.
+        paths: Files written.
+    """
+
+    agreement: pd.DataFrame
+    differential: pd.DataFrame
+    attenuation: pd.DataFrame
+    echo: dict[str, float]
+    paths: list[Path] = field(default_factory=list)
+
+
+def agreement(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Precision, recall, F1, Cohen's kappa and false-positive rate of two binary vectors.
+
+    Precision depends on how common a category is; the false-positive rate (hits on
+    sentences the oracle says lack the category) does not, so it compares conditions
+    whose category rates differ by design.
+    """
+    truth, predicted = truth.astype(bool), predicted.astype(bool)
+    n = len(truth)
+    tp = float(np.sum(truth & predicted))
+    pos, pred = float(truth.sum()), float(predicted.sum())
+    precision = tp / pred if pred else math.nan
+    recall = tp / pos if pos else math.nan
+    f1 = 2 * tp / (pos + pred) if pos + pred else math.nan
+    observed = float(np.mean(truth == predicted)) if n else math.nan
+    expected = (pos * pred + (n - pos) * (n - pred)) / n**2 if n else math.nan
+    kappa = (observed - expected) / (1 - expected) if n and expected < 1 else math.nan
+    fpr = (pred - tp) / (n - pos) if n - pos else math.nan
+    return dict(precision=precision, recall=recall, f1=f1, kappa=kappa, false_positive_rate=fpr)
+
+
+def _study(store: Store) -> Study:
+    import yaml
+
+    return parse_study(yaml.safe_load(store.get("config") or ""), store.dir / "run.sqlite")
+
+
+def _messages(store: Store, channels: list[str]) -> pd.DataFrame:
+    marks = ", ".join("?" * len(channels))
+    frame = pd.read_sql_query(
+        "SELECT m.sim_id, m.agent, m.channel, m.text, s.language, s.spec FROM messages m "
+        f"JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0 "
+        f"AND m.channel IN ({marks})",
+        store.conn,
+        params=channels,
+    )
+    specs = {
+        sim: json.loads(spec)["aligned"]
+        for sim, spec in zip(frame["sim_id"], frame["spec"], strict=True)
+    }
+    frame["aligned"] = [
+        bool(specs[s][a]) for s, a in zip(frame["sim_id"], frame["agent"], strict=True)
+    ]
+    return frame.drop(columns="spec")
+
+
+def _echo_index(lexicon: Lexicon, study: Study) -> Echo | None:
+    n = study.scoring.echo.chars if lexicon.unit == "char" else study.scoring.echo.words
+    return instruction_echo(lexicon, n)
+
+
+def held_out(entry: str) -> bool:
+    """Whether a bank entry is in the held-out half (a fixed hash of its text).
+
+    Figures reported for the lexicon come from this half; the other half may be read
+    while a lexicon is revised.
+    """
+    return hashlib.blake2b(entry.encode(), digest_size=2).digest()[0] % 2 == 1
+
+
+def label_sentences(messages: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """One row per oracle sentence: ids, ``kind``, and per category ``true_<c>``/``lex_<c>``.
+
+    ``raw_hits`` counts the lexicon's hits in the sentence without the echo filter and
+    ``hits`` with it.
+    """
+    rows = []
+    for language, part in messages.groupby("language"):
+        lexicon = load_lexicon(str(language))
+        echo = _echo_index(lexicon, study)
+        for sim_id, agent, aligned, text in zip(
+            part["sim_id"], part["agent"], part["aligned"], part["text"], strict=True
+        ):
+            for kind, sentence, entry in oracle_sentences(str(language), text):
+                counted = lexicon.count(sentence, echo)
+                truth = ORACLE_CATEGORIES[kind]
+                row = [language, sim_id, agent, aligned, kind, held_out(entry), counted.echoed]
+                row += [sum(counted.counts.values())]
+                row += [c in truth for c in CATEGORIES]
+                row += [counted.counts[c] > 0 for c in CATEGORIES]
+                rows.append(row)
+    columns = ["language", "sim_id", "agent", "aligned", "kind", "held_out", "echoed", "hits"]
+    columns += [f"true_{c}" for c in CATEGORIES] + [f"lex_{c}" for c in CATEGORIES]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def agreement_table(sentences: pd.DataFrame) -> pd.DataFrame:
+    """Agreement per language, category and agent group (see :class:`Validity`)."""
+    out = []
+    groups = {"all": None, "aligned": True, "unaligned": False}
+    for language, part in sentences[sentences["held_out"]].groupby("language"):
+        for name, flag in groups.items():
+            rows = part if flag is None else part[part["aligned"] == flag]
+            for category in CATEGORIES:
+                truth = rows[f"true_{category}"].to_numpy()
+                predicted = rows[f"lex_{category}"].to_numpy()
+                stats = agreement(truth, predicted)
+                out.append(
+                    dict(
+                        language=language,
+                        category=category,
+                        agents=name,
+                        sentences=len(rows),
+                        positives=int(truth.sum()),
+                        predicted=int(predicted.sum()),
+                        **stats,
+                    )
+                )
+    return pd.DataFrame(out, columns=AGREEMENT_COLUMNS)
+
+
+def differential_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Aligned-minus-unaligned precision and recall per language and category."""
+    wide = table[table["agents"] != "all"].pivot_table(
+        index=["language", "category"],
+        columns="agents",
+        values=["precision", "recall", "false_positive_rate"],
+    )
+    out = pd.DataFrame(index=wide.index)
+    for measure in ("precision", "recall", "false_positive_rate"):
+        out[f"d_{measure}"] = wide[(measure, "aligned")] - wide[(measure, "unaligned")]
+    out["max_abs"] = out[["d_precision", "d_recall"]].abs().max(axis=1)
+    return out.reset_index()
+
+
+def _oracle_scores(sentences: pd.DataFrame, sims: pd.DataFrame, study: Study) -> pd.DataFrame:
+    """Per-simulation measures with oracle counts in place of lexicon hits."""
+    counts = sentences.groupby("sim_id")[[f"true_{c}" for c in CATEGORIES]].sum()
+    counts.columns = list(CATEGORIES)
+    frame = sims.drop(columns=[c for c in sims.columns if c.startswith(("z_", "cpi", "di"))])
+    frame = frame.drop(columns=[*CATEGORIES, *(f"{c}_rate" for c in CATEGORIES)])
+    frame = frame.merge(counts, left_on="sim_id", right_index=True, how="left").fillna(
+        dict.fromkeys(CATEGORIES, 0)
+    )
+    per = frame["units_hit"].where(frame["units_hit"] > 0)
+    for c in CATEGORIES:
+        frame[f"{c}_rate"] = frame[c] / per * 1000
+    return add_indices(frame, study.scoring)
+
+
+def attenuation_table(lexicon: pd.DataFrame, oracle: pd.DataFrame) -> pd.DataFrame:
+    """Hedges' g of the highest vs lowest alignment ratio per language, lexicon vs oracle."""
+    out = []
+    for language, part in lexicon.groupby("language"):
+        base = part[part["individuation_ratio"] == part["individuation_ratio"].min()]
+        high, low = base["alignment_ratio"].max(), base["alignment_ratio"].min()
+        if high == low:
+            continue
+        ids_high = base.loc[base["alignment_ratio"] == high, "sim_id"]
+        ids_low = base.loc[base["alignment_ratio"] == low, "sim_id"]
+        if min(len(ids_high), len(ids_low)) < 2:
+            continue
+        for outcome in ("cpi", "di"):
+            g = {}
+            for name, frame in (("lexicon", lexicon), ("oracle", oracle)):
+                values = frame.set_index("sim_id")[outcome]
+                g[name] = float(
+                    hedges_g(values.loc[ids_high], values.loc[ids_low])["estimate"].iloc[0]
+                )
+            ratio = g["lexicon"] / g["oracle"] if g["oracle"] else math.nan
+            out.append(
+                dict(
+                    language=language,
+                    outcome=outcome,
+                    n_high=len(ids_high),
+                    n_low=len(ids_low),
+                    g_lexicon=g["lexicon"],
+                    g_oracle=g["oracle"],
+                    ratio=ratio,
+                )
+            )
+    return pd.DataFrame(out, columns=ATTENUATION_COLUMNS)
+
+
+def validate_lexicon(run_dir: Path) -> Validity:
+    """Compare a synthetic run's lexicon verdicts with the generator's oracle labels.
+
+    Writes ``analysis/lexicon_agreement.csv``, ``lexicon_differential.csv`` and
+    ``lexicon_attenuation.csv`` under the run.
+
+    Raises:
+        AnalysisError: not a run, or not a synthetic run (only those carry an oracle).
+    """
+    if not (run_dir / "run.sqlite").exists():
+        raise AnalysisError(f"{run_dir}: not a run directory (no run.sqlite)")
+    store = Store(run_dir, readonly=True)
+    try:
+        backend = store.get("backend") or ""
+        if not backend.startswith("synthetic"):
+            raise AnalysisError(
+                f"{run_dir}: backend {backend!r} has no oracle labels; lexicon validate needs "
+                "a synthetic run (human coding validates real transcripts)"
+            )
+        study = _study(store)
+        sentences = label_sentences(_messages(store, list(study.scoring.hit_channels)), study)
+    finally:
+        store.close()
+    if sentences.empty:
+        raise AnalysisError(f"{run_dir}: no scored sentence to validate")
+    table = agreement_table(sentences)
+    sims = load_scores(run_dir).simulations
+    echoes = sentences[sentences["kind"] == ECHO]
+    raw = float((echoes["hits"] + echoes["echoed"]).sum())
+    echo = {
+        "echo_sentences": float(len(echoes)),
+        "hits_without_filter": raw,
+        "hits_with_filter": float(echoes["hits"].sum()),
+        "removed_share": float(echoes["echoed"].sum()) / raw if raw else math.nan,
+    }
+    validity = Validity(
+        agreement=table,
+        differential=differential_table(table),
+        attenuation=attenuation_table(sims, _oracle_scores(sentences, sims, study)),
+        echo=echo,
+    )
+    out = run_dir / "analysis"
+    out.mkdir(exist_ok=True)
+    for name, frame in (
+        ("lexicon_agreement", validity.agreement),
+        ("lexicon_differential", validity.differential),
+        ("lexicon_attenuation", validity.attenuation),
+    ):
+        path = out / f"{name}.csv"
+        write_atomic(path, frame.to_csv(index=False))
+        validity.paths.append(path)
+    return validity
