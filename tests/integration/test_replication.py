@@ -64,3 +64,25 @@ def test_replication_check(study: str, world: str, tmp_path: Path) -> None:
         # chance may support one test at alpha = .05; the study as a whole must not replicate
         assert checked.returncode != 0
         assert sum(h["outcome"] == "replicated" for h in counted) < len(counted)
+
+
+@pytest.mark.parametrize(("world", "wanted"), [("paper", "replicated"), ("null", "not_replicated")])
+def test_english_cpi_against_the_paper(world: str, wanted: str, tmp_path: Path) -> None:
+    # Study 1 in English only, small groups and many replicates: on the null world the
+    # CI excludes g = -1.844 and lies short of d33, so a null replication says so.
+    path = tmp_path / "study1.yaml"
+    path.write_text(
+        "name: study1\nagents: {count: 3, target: 3}\nconversation: {turns: 4}\n"
+        "factors: {alignment_ratios: [0.0, 1.0], languages: [en], models: [llama-3.3-70b]}\n"
+        "replicates: 60\nendpoints: {llama-3.3-70b: together-llama-3.3-70b}\n"
+        f"endpoints_file: {assets.path('configs', 'endpoints.yaml')}\n"
+        f"prereg: {assets.path('prereg', 'study1.yaml')}\n"
+    )
+    run_dir = tmp_path / "run"
+    ran = cli("run", str(path), "--world", world, "--run-dir", str(run_dir), "--quiet")
+    assert ran.returncode == 0, ran.stderr
+    checked = cli("replicate", str(run_dir), "--json")
+    english = next(h for h in json.loads(checked.stdout)["hypotheses"] if h["id"] == "s1_en_cpi")
+    assert english["outcome"] == wanted, english
+    if world == "null":
+        assert "d33" in english["note"] and checked.returncode == 1

@@ -130,14 +130,19 @@ def slope(spec: Slope, data: pd.DataFrame, outcome: str, ci: float) -> Estimate:
 
 
 def mixed_term(spec: MixedTerm, data: pd.DataFrame, outcome: str, ci: float) -> Estimate:
-    """One fixed effect of a linear mixed model (Wald z; df = inf)."""
+    """One fixed effect of a linear mixed model, t test with G - 1 df.
+
+    Raises:
+        AnalysisError: no optimiser converged (the verdict is then inconclusive).
+    """
     rows, dropped = finite(data, outcome)
     fit = regression.fit_mixed(spec.formula, rows, spec.groups, spec.re_formula, ci=ci)
+    if not fit.converged:
+        detail = "; ".join(fit.warnings) or "no detail"
+        raise AnalysisError(f"the mixed model did not converge with any optimiser ({detail})")
     row = _term(fit.coefficients, spec.term)
     groups = int(row["n_groups"].iloc[0])
-    note = f"mixed model, {groups} groups of {spec.groups}{_dropped(dropped)}"
-    if not fit.converged:
-        note += "; did not converge: " + ("; ".join(fit.warnings) or "no detail")
+    note = f"mixed model, {groups} groups of {spec.groups}, t({groups - 1}){_dropped(dropped)}"
     return Estimate.from_frame(row, note=note)
 
 

@@ -189,6 +189,17 @@ class MixedFit:
     warnings: tuple[str, ...]
 
 
+def _finite_se(res: Any) -> bool:
+    """Whether every fixed-effect SE is finite (a singular fit gives NaN, quietly)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(np.all(np.isfinite(res.bse_fe)))
+
+
+MIXED_METHODS = ("lbfgs", "bfgs", "cg", "powell", "nm")
+"""Optimisers tried in turn; the converged fit with the highest (REML) likelihood is kept."""
+
+
 def fit_mixed(
     formula: str,
     data: pd.DataFrame,
@@ -197,8 +208,14 @@ def fit_mixed(
     reml: bool = True,
     ci: float = 0.95,
     require_convergence: bool = False,
+    df: str = "groups",
 ) -> MixedFit:
-    """Fit a linear mixed model once and return fixed effects and variance components.
+    """Fit a linear mixed model and return fixed effects and variance components.
+
+    The gradient optimisers of :data:`MIXED_METHODS` are tried first (lbfgs, bfgs, cg),
+    then the derivative-free ones (powell, nm) only when none of those converged; the
+    converged fit with the highest likelihood is kept, so a fit that one optimiser leaves
+    at a boundary or saddle is not taken for the answer.
 
     Args:
         formula: patsy formula for the fixed effects, e.g. ``"di ~ ratio"``.
@@ -207,11 +224,14 @@ def fit_mixed(
         re_formula: random-effects formula; ``None`` or ``"1"`` gives a random intercept,
             ``"~ratio"`` a correlated random intercept and slope (lme4's ``(ratio | g)``).
         reml: REML (default, as lme4) or maximum likelihood.
-        ci: confidence level of the Wald intervals.
+        ci: confidence level of the intervals.
         require_convergence: raise AnalysisError instead of returning ``converged`` False.
+        df: ``groups`` (default): t tests and intervals with G - 1 degrees of freedom, G
+            the number of groups (equal to lmerTest's Satterthwaite df for a balanced
+            design with a random slope, and conservative otherwise); ``wald``: Wald z.
 
     Returns:
-        A :class:`MixedFit`. Inference on fixed effects is Wald z (``df`` = inf).
+        A :class:`MixedFit`.
     """
     import statsmodels.formula.api as smf
 
@@ -219,21 +239,41 @@ def fit_mixed(
     if groups not in data.columns:
         raise AnalysisError(f"groups column {groups!r} is not in the data")
     model_label = f"mixed model {formula!r} by {groups!r}"
+    best: Any = None
+    fallback = True  # best is an unconverged fit, kept only to report it
+    messages: list[str] = []
+    for i, method in enumerate(MIXED_METHODS):
+        if i == 3 and best is not None and not fallback:
+            break
 
-    def build() -> Any:
-        model = smf.mixedlm(formula, data, groups=groups, re_formula=re_formula, missing="drop")
-        return model.fit(reml=reml)
+        def build(method: str = method) -> Any:
+            model = smf.mixedlm(formula, data, groups=groups, re_formula=re_formula, missing="drop")
+            return model.fit(reml=reml, method=method)
 
-    res, messages = _fit(build, model_label)
-    converged = bool(res.converged) and bool(np.all(np.isfinite(res.bse_fe)))
+        try:
+            res, found = _fit(build, model_label)
+        except (AnalysisError, np.linalg.LinAlgError, ValueError) as exc:
+            messages.append(f"{method}: {exc}")
+            continue
+        messages += [f"{method}: {m}" for m in found]
+        ok = bool(res.converged) and _finite_se(res)
+        if ok and (best is None or fallback or res.llf > best.llf):
+            best, fallback = res, False
+        elif best is None or fallback:
+            best, fallback = res, True
+    if best is None:
+        raise AnalysisError(f"{model_label} could not be fitted: " + "; ".join(messages))
+    converged = bool(best.converged) and _finite_se(best)
     if require_convergence and not converged:
         detail = "; ".join(messages) or "optimizer reported no convergence"
         raise AnalysisError(f"{model_label} did not converge: {detail}")
-    coefficients = _tidy(res.fe_params, res.bse_fe, math.inf, ci, int(res.nobs), "mixed")
-    coefficients["n_groups"] = int(res.model.n_groups)
+    n_groups = int(best.model.n_groups)
+    dof = float(n_groups - 1) if df == "groups" and n_groups > 1 else math.inf
+    coefficients = _tidy(best.fe_params, best.bse_fe, dof, ci, int(best.nobs), "mixed")
+    coefficients["n_groups"] = n_groups
     coefficients["converged"] = converged
-    variance = _variance_components(res, groups, converged)
-    return MixedFit(coefficients, variance, converged, tuple(messages))
+    variance = _variance_components(best, groups, converged)
+    return MixedFit(coefficients, variance, converged, tuple(dict.fromkeys(messages)))
 
 
 def _re_names(res: Any, groups: str) -> list[str]:

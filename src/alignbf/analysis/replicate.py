@@ -7,25 +7,37 @@ The reference is one of:
 * ``planted:<world>``: the directions a synthetic world plants (its ``expected`` block);
 * another run directory, analysed the same way.
 
-Per confirmatory hypothesis: **replicated** when the run's verdict is *supported* (the
-preregistered test is significant in the expected direction) and, when the reference
-gives a magnitude, the estimate lies inside the reference's CI or within its
-equivalence band; **not_replicated** when the verdict is *not_supported* or the estimate
-falls outside that band; **inconclusive** otherwise. Against another run, a hypothesis
-that fails while the model or its system fingerprint changed between the runs is
-**drift**, kept apart from non-replication. Exit code: 0 all replicated, 1 any
-not replicated, 2 otherwise (inconclusive or drift). Exploratory hypotheses are shown
-and never counted.
+Per confirmatory hypothesis, with its reason in words (after Simonsohn 2015, "Small
+telescopes", and Lakens 2017, "Equivalence tests"):
+
+* **replicated**: the preregistered test is significant in the original's direction (the
+  verdict is *supported*). A larger effect than the original's, whose CI excludes the
+  original estimate, is still a replication, labelled "larger than original".
+* **not_replicated**: significant in the opposite direction; or the CI excludes the
+  original estimate and the effect is shown to be small: for a Hedges' g with the
+  original group sizes, the one-sided 95% upper bound (towards the original's
+  direction) lies below d33, the effect the original study had 33% power to detect;
+  or, with an equivalence bound (the hypothesis' ``equivalence_bound`` or the
+  reference's), the 90% CI lies inside ``(-bound, +bound)`` (TOST at alpha = .05).
+* **inconclusive**: neither; the reason says which part is missing.
+
+Against another run, a hypothesis that fails while the model or its system fingerprint
+changed between the runs is **drift**, kept apart from non-replication. Exit code: 0 all
+replicated, 1 any not replicated, 2 otherwise (inconclusive or drift). Exploratory
+hypotheses are shown and never counted.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy import optimize
+from scipy import stats as sps
 
 from alignbf.analysis.stats import g_interval
 from alignbf.config import assets
@@ -84,25 +96,119 @@ def _band(ref: dict[str, Any]) -> tuple[float, float] | None:
     return None
 
 
+def d33(n1: int, n2: int, alpha: float = 0.05) -> float:
+    """The effect size a two-sample t test with ``n1``, ``n2`` detects with 33% power.
+
+    Two-sided at ``alpha``: the standardised difference d at which the noncentral t
+    (df = n1 + n2 - 2, ncp = d sqrt(n1 n2 / (n1 + n2))) exceeds the critical value in
+    absolute value with probability 1/3 (Simonsohn 2015).
+    """
+    df = n1 + n2 - 2
+    crit = float(sps.t.ppf(1 - alpha / 2, df))
+    scale = math.sqrt(n1 * n2 / (n1 + n2))
+
+    def power(d: float) -> float:
+        ncp = d * scale
+        return float(sps.nct.sf(crit, df, ncp) + sps.nct.cdf(-crit, df, ncp)) - 1 / 3
+
+    return float(optimize.brentq(power, 1e-6, 5.0))
+
+
+def _ci90(row: pd.Series) -> tuple[float, float] | None:
+    """The 90% CI of an estimate from its SE and df (two one-sided 95% bounds)."""
+    est, se, df = float(row["estimate"]), float(row.get("se", math.nan)), row.get("df")
+    if not math.isfinite(se) or se <= 0:
+        return None
+    dof = float(df) if df is not None and math.isfinite(float(df)) and float(df) > 0 else math.inf
+    q = float(sps.norm.ppf(0.95)) if math.isinf(dof) else float(sps.t.ppf(0.95, dof))
+    return est - q * se, est + q * se
+
+
+def _small(row: pd.Series, ref: dict[str, Any]) -> str | None:
+    """Why the run's effect is shown to be too small to matter, or None."""
+    est, original = float(row["estimate"]), ref.get("estimate")
+    bound = ref.get("equivalence_bound") or row.get("equivalence_bound")
+    if ref.get("statistic") == "g" and "n" in ref and original is not None:
+        n1, n2 = (int(v) for v in ref["n"])
+        total = int(row.get("n") or 0)
+        if total >= 4:
+            sign = 1.0 if float(original) >= 0 else -1.0
+            low, high = g_interval(est, total // 2, total - total // 2, 0.90)
+            upper = max(sign * low, sign * high)
+            small = d33(n1, n2)
+            if upper < small:
+                return (
+                    f"the effect is small: its one-sided 95% bound in the original's "
+                    f"direction ({sign * upper:+.3f}) falls short of d33 = {sign * small:+.3f}, "
+                    f"the effect the original study (n = {n1} + {n2}) had 33% power to detect"
+                )
+    null = float(row.get("null", 0.0))
+    if bound is not None and math.isfinite(float(bound)) and math.isfinite(null):
+        interval, b = _ci90(row), float(bound)
+        if interval is not None and null - b < interval[0] and interval[1] < null + b:
+            return (
+                f"the effect is equivalent to none: the 90% CI [{interval[0]:.3f}, "
+                f"{interval[1]:.3f}] lies inside {null:g} +- {b:g} (TOST, alpha = .05)"
+            )
+    return None
+
+
+def _excludes(row: pd.Series, original: Any) -> bool:
+    if original is None:
+        return True
+    low, high = float(row["ci_low"]), float(row["ci_high"])
+    return not (math.isfinite(low) and math.isfinite(high)) or not low <= float(original) <= high
+
+
 def _judge(row: pd.Series, ref: dict[str, Any] | None) -> tuple[str, str, tuple[Any, ...]]:
     if ref is None:
         return "no_reference", "", (None, None, None)
     band = _band(ref)
-    shown = (ref.get("estimate"), *(band or (None, None)))
+    original = ref.get("estimate")
+    shown = (original, *(band or (None, None)))
     verdict = row["verdict"]
     if verdict == "descriptive":
         return "descriptive", "not tested", shown
-    if verdict == "not_supported":
-        return "not_replicated", "the run contradicts the expected direction", shown
-    if verdict != "supported":
-        return "inconclusive", str(row.get("note") or "the test is not significant"), shown
-    if band is not None and not (band[0] <= row["estimate"] <= band[1]):
+    est = float(row["estimate"])
+    if row.get("expected") == "equivalent":
+        if verdict == "supported":
+            return "replicated", "the CI lies inside the preregistered band", shown
+        if verdict == "not_supported":
+            return "not_replicated", "the CI lies outside the preregistered band", shown
+        return "inconclusive", "the CI overlaps the edge of the preregistered band", shown
+    if verdict == "supported":
+        if original is not None and abs(est) > abs(float(original)) and _excludes(row, original):
+            return (
+                "replicated",
+                "significant in the original's direction; larger than original",
+                shown,
+            )
+        return "replicated", "significant in the original's direction", shown
+    direction = ref.get("direction") or row.get("expected")
+    significant = math.isfinite(float(row.get("p_adj", math.nan))) and float(row["p_adj"]) < float(
+        row.get("alpha", 0.05) or 0.05
+    )
+    opposite = (direction == "positive" and est < 0) or (direction == "negative" and est > 0)
+    if verdict == "not_supported" and significant and opposite:
+        return "not_replicated", "significant in the direction opposite to the original", shown
+    if not math.isfinite(est):
+        return "inconclusive", str(row.get("note") or "not estimable"), shown
+    if original is not None and not _excludes(row, original):
         return (
-            "not_replicated",
-            "direction replicates; the estimate is outside the reference band",
+            "inconclusive",
+            "not significant, and the CI still contains the original estimate",
             shown,
         )
-    return "replicated", "", shown
+    small = _small(row, ref)
+    if small is not None:
+        prefix = "the CI excludes the original estimate and " if original is not None else ""
+        return "not_replicated", prefix + small, shown
+    return (
+        "inconclusive",
+        "not significant, but the effect is not shown to be small either (no d33 or "
+        "equivalence bound applies, or the CI is too wide)",
+        shown,
+    )
 
 
 def compare(
