@@ -228,8 +228,7 @@ def _scored(language: str, text: str) -> set[str]:
     from alignbf.config.study import EchoFilter
 
     lexicon = load_lexicon(language)
-    defaults = EchoFilter()
-    n = defaults.chars if lexicon.unit == "char" else defaults.words
+    n = EchoFilter().units(language, lexicon.unit)
     echo = lexicon.echo(load_prompts(language).instruction_texts(), n)
     return {c for c, k in lexicon.count(text, echo).counts.items() if k > 0}
 
@@ -238,6 +237,7 @@ def _scored(language: str, text: str) -> set[str]:
 def test_exact_cases_cover_the_hard_forms(language: str) -> None:
     exact = _cases(language).get("exact", [])
     assert len(exact) >= 20
+    assert all(set(case) == {"kind", "text", "expect"} for case in exact), "quote multi-kinds"
     kinds = {kind for case in exact for kind in case.get("kind", "").split(",")}
     for kind in ("refusal", "compliance", "harmony", "individuation", "negated", "echo"):
         assert kind in kinds, kind
