@@ -37,8 +37,7 @@ def main() -> None:
     ).fetchall()
     replies = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
     conn.close()
-    settings = load_study("study2").scoring.echo
-    echo = {"word": settings.words, "char": settings.chars}
+    echo = load_study("study2").scoring.echo.table()
     count_messages(rows[:1000], echo)  # compile every lexicon before timing
     start = time.perf_counter()
     count_messages(rows)

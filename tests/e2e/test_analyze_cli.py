@@ -57,6 +57,8 @@ def test_analyze_defaults_to_latest_run_and_json(project: Path) -> None:
         "verdicts.csv",
         "verdicts.json",
         "attrition.csv",
+        "sensitivity.csv",
+        "components.csv",
     ]
     assert {v["verdict"] for v in data["verdicts"]} <= {
         "supported",

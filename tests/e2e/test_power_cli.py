@@ -30,3 +30,27 @@ def test_power_reports_each_confirmatory_hypothesis(tmp_path: Path) -> None:
     # more replicates never buy less power on average over the two contrasts
     by_size = {r: sum(x["power"] for x in out["power"] if x["replicates"] == r) for r in sizes}
     assert by_size[sizes[-1]] >= by_size[sizes[0]]
+
+
+def test_power_is_reproducible_and_never_falls_with_size(tmp_path: Path) -> None:
+    config = tmp_path / "study1.yaml"
+    config.write_text(
+        "name: study1\nagents: {count: 3, target: 3}\nconversation: {turns: 4}\n"
+        "factors: {alignment_ratios: [0.0, 1.0], languages: [en, ja], models: [llama-3.3-70b]}\n"
+        "replicates: 10\nendpoints: {llama-3.3-70b: together-llama-3.3-70b}\n"
+        f"endpoints_file: {assets.path('configs', 'endpoints.yaml')}\n"
+        f"prereg: {assets.path('prereg', 'study1.yaml')}\n"
+    )
+    args = ("power", str(config), "--world", "null", "--sims", "40", "--pool", "20", "--json")
+    first, second = cli(*args), cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    rows = json.loads(first.stdout)["power"]
+    for hid in {row["id"] for row in rows}:
+        mine = sorted((r for r in rows if r["id"] == hid), key=lambda r: r["replicates"])
+        powers = [r["power"] for r in mine]
+        assert powers == sorted(powers), (hid, powers)
+        for r in mine:
+            expected = (r["power_raw"] * (1 - r["power_raw"]) / 40) ** 0.5
+            assert abs(r["mc_se"] - expected) < 1e-12
+    assert cli(*args[:-1], "--seed", "1", "--json").stdout != first.stdout

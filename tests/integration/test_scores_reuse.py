@@ -29,10 +29,10 @@ def test_scores_are_reused_until_a_transcript_or_lexicon_changes(
     counted = 0
     count = scoring.count_messages
 
-    def counting(rows):  # type: ignore[no-untyped-def]
+    def counting(rows, echo=None):  # type: ignore[no-untyped-def]
         nonlocal counted
         counted += 1
-        return count(rows)
+        return count(rows, echo)
 
     monkeypatch.setattr(scoring, "count_messages", counting)
     again = scoring.load_scores(run_dir)

@@ -3,10 +3,15 @@
 1. Simulate a *pool* of ``pool`` replicates per cell of the study on a synthetic world
    (default: twice the planned replicates, at least 30), sharded over every core.
 2. Score the pool once.
-3. For each candidate number of replicates per cell ``r`` and each of ``sims`` draws,
-   subsample ``r`` replicates per cell without replacement, recompute the indices on the
-   subsample (z-scores depend on the sample) and run the preregistered analysis.
-4. Power(h, r) = share of draws where hypothesis ``h`` is *supported*.
+3. For each of ``sims`` draws, shuffle the pool's replicates once (seeded by ``seed`` and
+   the draw) and, for each candidate number of replicates per cell ``r``, take the first
+   ``r``: the sizes share their random numbers, so a larger study contains the smaller
+   one. Recompute the indices on the subsample (z-scores depend on the sample) and run
+   the preregistered analysis.
+4. Power(h, r) = share of draws where hypothesis ``h`` is *supported*, with its
+   Monte-Carlo standard error sqrt(p (1 - p) / sims). True power does not fall with
+   ``r``; the reported ``power`` is the isotonic (pool-adjacent-violators) fit of the
+   raw shares over ``r``, and ``power_raw`` keeps the shares themselves.
 
 Subsampling from a finite pool slightly understates sampling variance as ``r`` nears
 the pool size, so candidates stop at half the pool. Hypotheses that need another run
@@ -41,7 +46,8 @@ class PowerResult:
     pool: int
     sims: int
     table: pd.DataFrame
-    """Rows: ``id, replicates, power, cost_usd`` (cost of the whole study at that size)."""
+    """Rows: ``id, replicates, power`` (non-decreasing in ``replicates``), ``power_raw``,
+    ``mc_se`` (Monte-Carlo SE of the raw share) and ``cost_usd`` (the whole study)."""
     needed: pd.DataFrame
     """Rows: ``id, planned_power, replicates_80, cost_80, replicates_90, cost_90``."""
     skipped: dict[str, str]
@@ -101,29 +107,41 @@ def _subsample(frame: pd.DataFrame, keep: set[int]) -> pd.DataFrame:
 
 
 def _draw(job: tuple[Any, ...]) -> list[tuple[str, int, bool]]:
-    """Evaluate every powered hypothesis on ``draws`` subsamples of ``r`` replicates."""
+    """Evaluate every powered hypothesis at every size on draws ``first..first+n-1``."""
     from alignbf.analysis.analyze import Source, decide_all, evaluate
     from alignbf.config.study import load_languages
     from alignbf.scoring.indices import add_indices
     from alignbf.scoring.scores import Scores
 
-    sims, agents, prereg, scoring, pool, r, draws, seed = job
-    rng = random.Random(seed)
+    sims, agents, prereg, scoring, pool, sizes, first, n, seed = job
     languages = load_languages()
     out: list[tuple[str, int, bool]] = []
-    for _ in range(draws):
-        keep = set(rng.sample(range(pool), r))
-        scores = Scores(
-            add_indices(_subsample(sims, keep), scoring),
-            add_indices(_subsample(agents, keep), scoring),
-            [],
-        )
-        source = Source(None, scores)
-        pairs = [evaluate(h, source, languages) for h in prereg.hypotheses]
-        rows = [p[0] for p in pairs]
-        decide_all(prereg, rows, [p[1] for p in pairs])
-        out.extend((row["id"], r, row["verdict"] == "supported") for row in rows)
+    for draw in range(first, first + n):
+        order = random.Random(f"{seed}:{draw}").sample(range(pool), pool)
+        for r in sizes:
+            keep = set(order[:r])
+            scores = Scores(
+                add_indices(_subsample(sims, keep), scoring),
+                add_indices(_subsample(agents, keep), scoring),
+                [],
+            )
+            source = Source(None, scores)
+            pairs = [evaluate(h, source, languages) for h in prereg.hypotheses]
+            rows = [p[0] for p in pairs]
+            decide_all(prereg, rows, [p[1] for p in pairs])
+            out.extend((row["id"], r, row["verdict"] == "supported") for row in rows)
     return out
+
+
+def isotonic(values: list[float]) -> list[float]:
+    """The non-decreasing sequence closest to ``values`` in least squares (PAVA)."""
+    blocks: list[list[float]] = []  # [mean, weight]
+    for v in values:
+        blocks.append([v, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m1, w1), (m2, w2) = blocks[-2], blocks[-1]
+            blocks[-2:] = [[(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2]]
+    return [m for m, w in blocks for _ in range(int(w))]
 
 
 def _cost(study: Study, config_path: Path, replicates: int) -> float | None:
@@ -141,6 +159,7 @@ def estimate_power(
     sims: int = 100,
     pool: int | None = None,
     workers: int | None = None,
+    seed: int = 0,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> PowerResult:
     """Estimate the power of every confirmatory hypothesis of a study (see module docstring)."""
@@ -183,22 +202,20 @@ def estimate_power(
 
         scores = score_run(simulate_pool(pool_config, world, directory, workers, tick))
     per_job = max(1, sims // (2 * workers))
-    jobs = []
-    for r in candidates:
-        for start in range(0, sims, per_job):
-            n = min(per_job, sims - start)
-            jobs.append(
-                (
-                    scores.simulations,
-                    scores.agents,
-                    powered,
-                    study.scoring,
-                    pool,
-                    r,
-                    n,
-                    hash((r, start)) & 0xFFFFFFFF,
-                )
-            )
+    jobs = [
+        (
+            scores.simulations,
+            scores.agents,
+            powered,
+            study.scoring,
+            pool,
+            candidates,
+            start,
+            min(per_job, sims - start),
+            seed,
+        )
+        for start in range(0, sims, per_job)
+    ]
     results: list[tuple[str, int, bool]] = []
     with ProcessPoolExecutor(max_workers=workers) as executor:
         for i, chunk in enumerate(executor.map(_draw, jobs), start=1):
@@ -206,7 +223,12 @@ def estimate_power(
             report("analysing", i, len(jobs))
     frame = pd.DataFrame(results, columns=["id", "replicates", "supported"])
     table = frame.groupby(["id", "replicates"], as_index=False)["supported"].mean()
-    table = table.rename(columns={"supported": "power"})
+    table = table.rename(columns={"supported": "power_raw"}).sort_values(["id", "replicates"])
+    table["power"] = table.groupby("id")["power_raw"].transform(
+        lambda v: pd.Series(isotonic(list(v)), index=v.index)
+    )
+    table["mc_se"] = (table["power_raw"] * (1 - table["power_raw"]) / sims) ** 0.5
+    table = table[["id", "replicates", "power", "power_raw", "mc_se"]].reset_index(drop=True)
     costs = {r: _cost(study, config_path, r) for r in candidates}
     table["cost_usd"] = table["replicates"].map(costs)
     return PowerResult(

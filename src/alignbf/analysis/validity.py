@@ -118,8 +118,7 @@ def _messages(store: Store, channels: list[str]) -> pd.DataFrame:
 
 
 def _echo_index(lexicon: Lexicon, study: Study) -> Echo | None:
-    n = study.scoring.echo.chars if lexicon.unit == "char" else study.scoring.echo.words
-    return instruction_echo(lexicon, n)
+    return instruction_echo(lexicon, study.scoring.echo.units(lexicon.language, lexicon.unit))
 
 
 def held_out(entry: str) -> bool:

@@ -308,6 +308,7 @@ def power(
     budget: Annotated[
         float | None, typer.Option(help="Show the best power this many USD buys.")
     ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the subsample draws.")] = 0,
     as_json: AsJson = False,
 ) -> None:
     """Power of each preregistered hypothesis by simulation, and the replicates needed."""
@@ -315,7 +316,9 @@ def power(
     from alignbf.cli.render import render_power, stage_progress
 
     with stage_progress(as_json) as on_progress:
-        result = estimate_power(config, world=world, sims=sims, pool=pool, on_progress=on_progress)
+        result = estimate_power(
+            config, world=world, sims=sims, pool=pool, seed=seed, on_progress=on_progress
+        )
     if as_json:
         _echo_json(
             {

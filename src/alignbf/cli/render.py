@@ -210,10 +210,18 @@ def render_power(result: Any, budget: float | None) -> None:
         table.add_column(f"r={r}", justify="right")
     for hid, group in result.table.groupby("id"):
         by = dict(zip(group["replicates"], group["power"], strict=True))
-        table.add_row(str(hid), *(f"{by.get(r, float('nan')):.2f}" for r in sizes))
+        se = dict(zip(group["replicates"], group["mc_se"], strict=True))
+        table.add_row(
+            str(hid),
+            *(f"{by.get(r, float('nan')):.2f} ±{se.get(r, float('nan')):.2f}" for r in sizes),
+        )
     cost = result.table.drop_duplicates("replicates").set_index("replicates")["cost_usd"]
     table.add_row("[dim]study cost[/]", *(f"[dim]{money(cost.get(r))}[/]" for r in sizes))
     console.print(table)
+    console.print(
+        "[dim]power: non-decreasing fit over sizes that share their draws; "
+        "± one Monte-Carlo standard error of the raw share[/]"
+    )
     needed = Table(title="Replicates per cell needed")
     for col in ("hypothesis", "power at plan", "for 80%", "cost", "for 90%", "cost"):
         needed.add_column(col, justify="right" if col != "hypothesis" else "left")

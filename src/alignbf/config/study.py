@@ -112,7 +112,22 @@ class EchoFilter(_Strict):
     words: int = Field(4, ge=0)
     """Shortest repeated run, in words, that counts as an echo (``word`` lexicons); 0 = off."""
     chars: int = Field(8, ge=0)
-    """Shortest repeated run, in letters, that counts as an echo (ja, zh, th); 0 = off."""
+    """Shortest repeated run, in letters, that counts as an echo (ja, zh); 0 = off."""
+    languages: dict[str, int] = {
+        "fr": 5, "tr": 3, "vi": 6, "ar": 3, "hi": 5, "th": 17, "ja": 11, "zh": 7, "ko": 3,
+    }  # fmt: skip
+    """Per-language run length overriding the two above: the equivalent of ``words``
+    English words, round(4 x the ratio of the units of the language's prompt file to the
+    words of the English one, which it translates): Thai letters leave out vowel and
+    tone marks (4.3 per English word), Japanese 2.7, Vietnamese syllables 1.5."""
+
+    def units(self, language: str, unit: str) -> int:
+        """The run length for a language whose lexicon counts ``unit`` (word or char)."""
+        return self.languages.get(language, self.chars if unit == "char" else self.words)
+
+    def table(self) -> dict[str, int]:
+        """The settings as one lookup: language codes, then ``word`` and ``char``."""
+        return {**self.languages, "word": self.words, "char": self.chars}
 
 
 class Scoring(_Strict):

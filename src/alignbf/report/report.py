@@ -66,8 +66,10 @@ def _measurement_blocks(analysis: Analysis) -> list[Block]:
         + (" (words; characters for ja, zh, th)" if scoring.normalisation != "raw" else " (raw)"),
         f"lexicon hits counted in the channels: {', '.join(scoring.hit_channels)}; the "
         "monologue ratio uses every channel",
-        f"echo filter: a hit inside a run of {echo.words} words ({echo.chars} letters in ja, "
-        "zh, th) repeated from the language's instructions, personas or events is not counted"
+        f"echo filter: a hit inside a run of {echo.words} words ({echo.chars} letters in ja "
+        "and zh"
+        + "".join(f", {n} in {lang}" for lang, n in echo.languages.items())
+        + ") repeated from the language's instructions, personas or events is not counted"
         if echo.words or echo.chars
         else "echo filter: off",
     ]

@@ -58,8 +58,10 @@ Senses: an optional ``senses`` list re-assigns a term by its context. Each rule 
 ``term`` exactly as written under ``categories``, a ``when`` list of context phrases
 (plain or ``re:``, matched like terms), a ``window`` (default 4 units) and the
 ``category`` the hit counts for when a context phrase lies within ``window`` units before
-or after it in the same clause (``none`` drops the hit). With ``unless: true`` the rule
-applies when no context phrase is near. Senses apply before negation, so "規則を守りません"
+or after it in the same clause (``none`` drops the hit); ``side: before`` or ``side: after``
+looks on one side only. With ``unless: true`` the rule applies when no context phrase is
+near. A cue that is itself a hit takes the category its senses give it. Senses apply
+before negation, so "規則を守りません"
 (will not keep the rules) is compliance negated: protective.
 
 Echoes: :meth:`Lexicon.echo` indexes the n-grams (``n`` units) of texts an agent was given
@@ -98,7 +100,7 @@ CHAR_LANGUAGES = frozenset({"ja", "zh", "th"})
 _OPPOSITE = dict(coercive="protective", protective="coercive")
 _OPPOSITE.update(conformity="individuation", individuation="conformity")
 _TOP_KEYS = {"language", "version", "unit", "categories", "negation", "ignore", "senses"}
-_SENSE_KEYS = {"term", "when", "window", "category", "unless"}
+_SENSE_KEYS = {"term", "when", "window", "category", "unless", "side"}
 _NEGATION_KEYS = {"before", "after", "breaks", "window", "comma_breaks"}
 _ARABIC_PROCLITIC = "(?:[وف]?(?:بال|كال|لل|ال|[بكل])|[وف])??"
 _BOUNDARY = ".!?;:,…\n\u2013\u2014\u3001\u3002\u060c\u061b\u061f\u0964\u0965"
@@ -348,6 +350,8 @@ def _senses_problems(senses: Any, categories: dict[str, Any]) -> list[str]:
             problems.append(f"{where}.window: must be a non-negative integer")
         if not isinstance(rule.get("unless", False), bool):
             problems.append(f"{where}.unless: must be true or false")
+        if rule.get("side", "both") not in ("before", "after", "both"):
+            problems.append(f"{where}.side: must be before, after or both")
     return problems
 
 
@@ -387,6 +391,7 @@ class _Sense:
     window: int
     category: str | None
     unless: bool
+    side: str = "both"
 
 
 _Hit = tuple[int, str, bool]
@@ -473,6 +478,7 @@ class Lexicon:
                 rule.get("window", 4),
                 category,
                 rule.get("unless", False),
+                rule.get("side", "both"),
             )
             senses.setdefault(rule["term"], []).append(sense)
         return senses
@@ -497,13 +503,17 @@ class Lexicon:
         start, end = span
         left, right = self._clause(norm, start, end)
         for rule in rules:
-            near = any(
+            near = rule.side != "after" and any(
                 self._gap(norm[m.end() : start]) <= rule.window
                 for m in rule.context.finditer(norm, left, start)
                 if m.end() <= start
-            ) or any(
-                self._gap(norm[end : m.start()]) <= rule.window
-                for m in rule.context.finditer(norm, end, right)
+            )
+            near = near or (
+                rule.side != "before"
+                and any(
+                    self._gap(norm[end : m.start()]) <= rule.window
+                    for m in rule.context.finditer(norm, end, right)
+                )
             )
             if near != rule.unless:
                 return rule.category
@@ -593,7 +603,7 @@ class Lexicon:
         known, learn = self._known, self._learn
         offset = scope = 0
         hits: list[tuple[int, _Entry, int, int, int]] = []
-        cues: list[tuple[int, int, int, bool, bool, str | None]] = []
+        cues: list[tuple[int, int, int, bool, bool, int]] = []
         words = self.unit == "word"
         for k, (index, text) in enumerate(marked):
             entry, units, breaks, before, after = known.get(text) or learn(text)
@@ -606,7 +616,7 @@ class Lexicon:
             if breaks:
                 scope += 1
             elif before or after:
-                cues.append((start, end, scope, before, after, entry.category if entry else None))
+                cues.append((start, end, scope, before, after, k))
             if entry is not None:
                 hits.append((k, entry, start, end, scope))
         categories: list[str | None] = [entry.category for _, entry, *_ in hits]
@@ -618,7 +628,9 @@ class Lexicon:
                     categories[i] = self._sense(norm, spans[k], rules, entry.category or "")
         negated = [False] * len(hits)
         window = self.window
-        for cue_start, cue_end, cue_scope, before, after, own in cues:
+        sensed = {k: categories[i] for i, (k, *_) in enumerate(hits)}
+        for cue_start, cue_end, cue_scope, before, after, cue_k in cues:
+            own = sensed.get(cue_k)
             best, nearest = -1, window + 1
             for i, (_, entry, start, end, scope) in enumerate(hits):
                 if scope != cue_scope or negated[i] or entry.fixed or categories[i] in (None, own):
@@ -862,6 +874,5 @@ def explain_text(text: str, language: str, echo: int | None = None) -> dict[str,
 
     lexicon = load_lexicon(language)
     if echo is None:
-        defaults = EchoFilter()
-        echo = defaults.chars if lexicon.unit == "char" else defaults.words
+        echo = EchoFilter().units(language, lexicon.unit)
     return lexicon.explain(text, instruction_echo(lexicon, echo))

@@ -32,11 +32,13 @@ PARALLEL_FROM = 20_000
 """Messages from which counting is spread over every core (forked workers)."""
 _SHARED: list[tuple[str, int, str, str, str]] = []
 _ECHO: dict[str, int] = {}
-"""Echo n-gram length per lexicon unit (``word``, ``char``); 0 or absent = no filter."""
+"""Echo n-gram length per language code, else per lexicon unit (``word``, ``char``); 0 or
+absent = no filter."""
 
 
 def _echo(lexicon: Lexicon) -> Echo | None:
-    return instruction_echo(lexicon, _ECHO.get(lexicon.unit, 0))
+    n = _ECHO.get(lexicon.language, _ECHO.get(lexicon.unit, 0))
+    return instruction_echo(lexicon, n)
 
 
 def _count_slice(bounds: tuple[int, int]) -> list[tuple[int, ...]]:
@@ -86,9 +88,9 @@ def count_messages(
 
     Args:
         rows: (sim_id, agent, channel, language, text) tuples, facility events excluded.
-        echo: n-gram length of the echo filter per lexicon unit (``{"word": 4, "char":
-            8}``); hits inside spans repeating the language's instruction texts are left
-            out. ``None`` or 0 turns the filter off.
+        echo: n-gram length of the echo filter per language code or lexicon unit
+            (:meth:`alignbf.config.study.EchoFilter.table`); hits inside spans repeating
+            the language's instruction texts are left out. ``None`` or 0 turns it off.
 
     Returns:
         One row per message: ``sim_id, agent, channel, units`` and one column per category,

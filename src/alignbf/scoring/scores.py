@@ -147,8 +147,7 @@ def score_store(store: Store, reuse: bool = False) -> Scores:
         "SELECT m.sim_id, m.agent, m.channel, s.language, m.text FROM messages m "
         "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0"
     )
-    echo = study.scoring.echo
-    messages = count_messages(rows, {"word": echo.words, "char": echo.chars})
+    messages = count_messages(rows, study.scoring.echo.table())
     crashpoints.reached("during_scoring")
     hit = list(study.scoring.hit_channels)
     sim_scores = add_indices(
