@@ -75,3 +75,24 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert lines == ["alignbf: error: no run directory given and no run found under runs/"]
     bad = cli("analyze", str(tmp_path), "--input", "study1", cwd=tmp_path)
     assert bad.returncode == 2 and "NAME=DIR" in bad.stderr
+
+
+def test_a_study_without_preregistration_gets_exploratory_contrasts(tmp_path: Path) -> None:
+    config = tmp_path / "mystudy.yaml"
+    config.write_text(
+        "name: mystudy\nagents: {count: 3, target: 3}\nconversation: {turns: 3}\n"
+        "factors: {alignment_ratios: [0.0, 1.0], languages: [en, de], models: [llama-3.3-70b]}\n"
+        "replicates: 4\nendpoints: {llama-3.3-70b: together-llama-3.3-70b}\n"
+        f"endpoints_file: {assets.path('configs', 'endpoints.yaml')}\n"
+    )
+    run_dir = tmp_path / "run"
+    assert cli("run", str(config), "--run-dir", str(run_dir), "--quiet").returncode == 0
+    done = cli("analyze", str(run_dir), "--json", "--no-report")
+    assert done.returncode == 0, done.stderr
+    verdicts = json.loads(done.stdout)["verdicts"]
+    ids = {v["id"] for v in verdicts}
+    assert {"x_en_cpi", "x_en_di", "x_de_cpi", "x_de_di", "x_cpi_slope", "x_di_slope"} == ids
+    assert all(v["exploratory"] and v["verdict"] == "descriptive" for v in verdicts)
+    assert (run_dir / "analysis" / "exploratory_prereg.yaml").exists()
+    shown = cli("analyze", str(run_dir), "--no-report")
+    assert "no preregistration" in shown.stdout and "prereg lock" in shown.stdout

@@ -108,7 +108,7 @@ def _subsample(frame: pd.DataFrame, keep: set[int]) -> pd.DataFrame:
 
 def _draw(job: tuple[Any, ...]) -> list[tuple[str, int, bool]]:
     """Evaluate every powered hypothesis at every size on draws ``first..first+n-1``."""
-    from alignbf.analysis.analyze import Source, decide_all, evaluate
+    from alignbf.analysis.verdicts import Source, decide_all, evaluate
     from alignbf.config.study import load_languages
     from alignbf.scoring.indices import add_indices
     from alignbf.scoring.scores import Scores

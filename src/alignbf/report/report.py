@@ -52,9 +52,19 @@ Block = tuple[str, Any]
 
 
 def _verdict_blocks(analysis: Analysis) -> list[Block]:
-    table = verdict_view(analysis.verdicts)
+    table = verdict_view(analysis.verdicts, locked=analysis.locked)
     notes = [f"{r.id}: {r.note}" for r in analysis.verdicts.itertuples() if r.note]
-    return [("h2", "Verdicts"), ("table", table), ("list", notes)]
+    blocks: list[Block] = [("h2", "Verdicts"), ("table", table), ("list", notes)]
+    if not analysis.locked and not analysis.notice:
+        blocks.insert(
+            1,
+            (
+                "p",
+                "This run was made without a preregistration lock "
+                "(`alignbf prereg lock`): its verdicts are exploratory.",
+            ),
+        )
+    return blocks
 
 
 def _measurement_blocks(analysis: Analysis) -> list[Block]:
@@ -154,6 +164,8 @@ def document(analysis: Analysis) -> list[Block]:
             f"preregistration {analysis.prereg_path}.",
         )
     )
+    if analysis.notice:
+        blocks.append(("p", analysis.notice[0].upper() + analysis.notice[1:] + "."))
     blocks += _attrition_blocks(analysis)
     blocks += _verdict_blocks(analysis)
     blocks += _measurement_blocks(analysis)

@@ -51,12 +51,14 @@ def ci_text(row: Any) -> str:
     return f"[{fmt(float(row.ci_low))}, {fmt(float(row.ci_high))}]"
 
 
-def verdict_view(verdicts: pd.DataFrame, full: bool = True) -> pd.DataFrame:
+def verdict_view(verdicts: pd.DataFrame, full: bool = True, locked: bool = True) -> pd.DataFrame:
     """The verdict table for reading.
 
     Args:
         verdicts: The verdict frame of an analysis.
         full: Add ``expected``, ``estimator`` and ``paper``; the terminal leaves them out.
+        locked: Whether the run was made under a preregistration lock; without one a
+            confirmatory verdict reads "supported (not locked)", never plain "supported".
 
     Returns:
         One row per hypothesis with the text columns ``id``, ``statement``
@@ -73,7 +75,12 @@ def verdict_view(verdicts: pd.DataFrame, full: bool = True) -> pd.DataFrame:
             "CI": ci_text(r),
             "p": fmt_p(r.p_val),
             "p_adj": fmt_p(r.p_adj),
-            "verdict": r.verdict,
+            "verdict": r.verdict
+            + (
+                " (not locked)"
+                if not locked and not r.exploratory and r.verdict in ("supported", "not_supported")
+                else ""
+            ),
             "paper": r.reference,
         }
         for r in verdicts.itertuples()
@@ -162,8 +169,15 @@ def analysis_renderables(analysis: Analysis) -> list[Any]:
         f"planned {totals['planned']} → run {totals['run']} → ok {totals['ok']} → "
         f"analysed {totals['analysed']}"
     )
-    verdicts = verdict_view(analysis.verdicts, full=False)
+    verdicts = verdict_view(analysis.verdicts, full=False, locked=analysis.locked)
     out.append(rich_table(verdicts, f"Verdicts ({analysis.prereg_path.name})"))
+    if not analysis.locked and not analysis.notice:
+        out.append(
+            "[yellow]not locked: the run was made without `alignbf prereg lock`, so its "
+            "verdicts are exploratory[/]"
+        )
+    if analysis.notice:
+        out.append(f"[yellow]{analysis.notice}[/]")
     return out
 
 
