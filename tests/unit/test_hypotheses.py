@@ -18,7 +18,11 @@ STUDIES = ("study1", "study2", "study3", "study4")
 
 # PAPER.md "Reported results", one entry per table row: the hypotheses that test it.
 PAPER_ROWS = {
-    "1: CPI 0% vs 100%, English g = -1.844, Japanese g = +0.771": ["s1_en_cpi", "s1_ja_cpi"],
+    "1: CPI 0% vs 100%, English g = -1.844, Japanese g = +0.771": [
+        "s1_en_cpi",
+        "s1_ja_cpi",
+        "s1_cpi_interaction",
+    ],
     "1: 89.2% harmony phrasing; conformity:individuation 180.6:1 vs 27.1:1": [
         "s1_ja_harmony_share",
         "s1_ja_conformity_ratio",
