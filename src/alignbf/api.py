@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from alignbf.config.assets import find_config
 from alignbf.config.endpoints import check_endpoints
@@ -12,6 +13,9 @@ from alignbf.engine.grid import expand
 from alignbf.engine.plan import Plan, make_plan
 from alignbf.engine.runner import Progress, RunResult, run_study
 from alignbf.transport.backend import Backend
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def validate_study(config: str | Path) -> str:
@@ -87,4 +91,126 @@ def run_command(
         seed_salt=salt,
         deviations=deviations,
         retry_failed=retry_failed,
+    )
+
+
+class Run:
+    """A run directory opened read-only: its tables as pandas DataFrames.
+
+    Nothing is locked or written, so it works while another process is running the study
+    and on a read-only copy. Build it with :func:`open_run`.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        from alignbf.store.store import Store
+
+        self.dir = Path(run_dir)
+        self._store = Store(self.dir, readonly=True)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._store.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _frame(self, sql: str) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.read_sql_query(sql, self._store.conn)
+
+    def simulations(self) -> pd.DataFrame:
+        """One row per simulation: ``sim_id, idx, language, alignment_ratio,
+        individuation_ratio, model, replicate, status, format_failures, replies, error,
+        runs, finished_at``."""
+        return self._frame(
+            "SELECT sim_id, idx, language, alignment_ratio, individuation_ratio, model, "
+            "replicate, status, format_failures, replies, error, runs, finished_at "
+            "FROM simulations ORDER BY idx"
+        )
+
+    def messages(self) -> pd.DataFrame:
+        """One row per stored message: ``sim_id, language, turn, agent, agent_name``
+        (``facility`` for the facility's announcements), ``aligned, individuated, channel,
+        recipient, recipient_name, text``."""
+        import json
+
+        from alignbf.config.prompts import load_prompts
+
+        frame = self._frame(
+            "SELECT m.sim_id, s.language, m.turn, m.agent, m.channel, m.recipient, m.text, "
+            "s.spec FROM messages m JOIN simulations s USING (sim_id) "
+            "ORDER BY s.idx, m.turn, m.agent"
+        )
+        names = {
+            lang: [p.name for p in load_prompts(lang).personas] for lang in set(frame["language"])
+        }
+        specs = {
+            sim: json.loads(spec) for sim, spec in zip(frame["sim_id"], frame["spec"], strict=True)
+        }
+
+        def name(language: str, agent: Any) -> str | None:
+            if agent is None or agent != agent:
+                return None
+            return "facility" if int(agent) < 0 else names[language][int(agent)]
+
+        def flag(sim: str, agent: int, key: str) -> bool | None:
+            return None if agent < 0 else bool(specs[sim][key][agent])
+
+        rows = list(zip(frame["sim_id"], frame["language"], frame["agent"], strict=True))
+        frame["agent_name"] = [name(lang, a) for _, lang, a in rows]
+        frame["recipient_name"] = [
+            name(lang, r) for lang, r in zip(frame["language"], frame["recipient"], strict=True)
+        ]
+        frame["aligned"] = [flag(s, a, "aligned") for s, _, a in rows]
+        frame["individuated"] = [flag(s, a, "individuated") for s, _, a in rows]
+        columns = ["sim_id", "language", "turn", "agent", "agent_name", "aligned", "individuated",
+                   "channel", "recipient", "recipient_name", "text"]  # fmt: skip
+        return frame[columns]
+
+    def calls(self) -> pd.DataFrame:
+        """One row per paid response: ``cache_key, sim_id, agent, turn, endpoint, model,
+        resolved_model, finish_reason, prompt_tokens, completion_tokens, latency_s,
+        attempts, cost_usd`` (the response text is in :meth:`messages`)."""
+        return self._frame(
+            "SELECT cache_key, sim_id, agent, turn, endpoint, model, resolved_model, "
+            "finish_reason, prompt_tokens, completion_tokens, latency_s, attempts, cost_usd "
+            "FROM calls ORDER BY sim_id, turn, agent"
+        )
+
+    def scores(self, level: str = "simulation") -> pd.DataFrame:
+        """Scores per ``simulation`` or per ``agent``: the stored ones while they match the
+        transcripts and scoring settings, else computed in memory (nothing is written)."""
+        from alignbf.scoring.scores import compute_scores, stored_scores
+
+        scores = stored_scores(self._store) or compute_scores(self._store)
+        return scores.simulations if level == "simulation" else scores.agents
+
+    def verdicts(self) -> pd.DataFrame:
+        """The verdicts ``alignbf analyze`` wrote (``analysis/verdicts.csv``), one row per
+        hypothesis; empty when the run has not been analysed."""
+        import pandas as pd
+
+        from alignbf.analysis.verdicts import VERDICT_COLUMNS
+
+        path = self.dir / "analysis" / "verdicts.csv"
+        return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=VERDICT_COLUMNS)
+
+
+def open_run(run_dir: str | Path) -> Run:
+    """Open a run directory read-only (see :class:`Run`)."""
+    return Run(Path(run_dir))
+
+
+async def arun_study(config: str | Path, **options: Any) -> RunResult:
+    """:func:`run_command` from async code (a notebook cell with ``await``): the run goes
+    on a worker thread with its own event loop, so the caller's loop keeps serving."""
+    import asyncio
+    import functools
+
+    return await asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(run_command, config, **options)
     )

@@ -22,7 +22,7 @@ def test_power_reports_each_confirmatory_hypothesis(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     powered = {row["id"] for row in out["power"]}
-    assert powered == {"s1_en_cpi", "s1_ja_cpi"}
+    assert powered == {"s1_en_cpi", "s1_ja_cpi", "s1_cpi_interaction"}
     assert set(out["skipped"]) == {"s1_ja_harmony_share", "s1_ja_conformity_ratio"}
     assert all(0.0 <= row["power"] <= 1.0 for row in out["power"])
     sizes = sorted({row["replicates"] for row in out["power"]})

@@ -23,6 +23,7 @@ import pandas as pd
 
 from alignbf.analysis.attrition import attrition
 from alignbf.analysis.exploratory import HOW_TO, write_default_prereg
+from alignbf.analysis.gate import apply_gate
 from alignbf.analysis.sensitivity import (
     COMPONENT_COLUMNS,
     SENSITIVITY_COLUMNS,
@@ -261,6 +262,8 @@ def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = No
     sources = _sources(run_dir, scores, prereg, backend, inputs or {})
     languages = load_languages()
     rows, _ = evaluate_all(prereg, sources, languages)
+    if prereg.validity is not None:
+        apply_gate(prereg, rows, run_dir, study)
     sensitivity = sensitivity_analysis(prereg, sources, languages, rows, study.scoring.zscore_scope)
     components = component_analysis(prereg, sources, languages, study)
     annotate(rows, sensitivity, components)

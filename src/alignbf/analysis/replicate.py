@@ -169,6 +169,8 @@ def _judge(row: pd.Series, ref: dict[str, Any] | None) -> tuple[str, str, tuple[
     verdict = row["verdict"]
     if verdict == "descriptive":
         return "descriptive", "not tested", shown
+    if verdict == "measure_not_validated":
+        return "inconclusive", "the measure is not validated for this language", shown
     est = float(row["estimate"])
     if row.get("expected") == "equivalent":
         if verdict == "supported":

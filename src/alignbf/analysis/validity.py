@@ -296,3 +296,50 @@ def validate_lexicon(run_dir: Path) -> Validity:
         write_atomic(path, frame.to_csv(index=False))
         validity.paths.append(path)
     return validity
+
+
+def oracle_codes(run_dir: Path) -> pd.DataFrame:
+    """The oracle's codes of a run's coding sample: per id, 1 for each category that one
+    of the utterance's sentences expresses (synthetic runs only)."""
+    from alignbf.scoring.coding import read_key
+
+    key = read_key(run_dir)
+    store = Store(run_dir, readonly=True)
+    try:
+        texts = dict(
+            ((s, t, a, c), x)
+            for s, t, a, c, x in store.conn.execute(
+                "SELECT sim_id, turn, agent, channel, text FROM messages WHERE agent >= 0"
+            )
+        )
+    finally:
+        store.close()
+    rows = []
+    for uid, sim, turn, agent, channel, language in key[
+        ["id", "sim_id", "turn", "agent", "channel", "language"]
+    ].itertuples(index=False):
+        text = texts[(sim, int(turn), int(agent), channel)]
+        found = {
+            c for kind, _, _ in oracle_sentences(language, text) for c in ORACLE_CATEGORIES[kind]
+        }
+        rows.append({"id": uid, **{c: int(c in found) for c in CATEGORIES}})
+    return pd.DataFrame(rows)
+
+
+def simulate_coders(run_dir: Path, coders: int, error_rate: float, seed: int = 0) -> list[Path]:
+    """Coded files of ``coders`` simulated coders: the oracle's codes, each code flipped
+    independently with probability ``error_rate`` (to test the agreement statistics
+    against known truth). Written as ``code/simulated_coder_<k>.csv``."""
+    truth = oracle_codes(run_dir)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(1, coders + 1):
+        coded = truth.copy()
+        for c in CATEGORIES:
+            flip = rng.random(len(coded)) < error_rate
+            coded[c] = np.where(flip, 1 - coded[c], coded[c])
+        coded["coder"] = f"simulated-{k}"
+        path = run_dir / "code" / f"simulated_coder_{k}.csv"
+        write_atomic(path, coded.to_csv(index=False))
+        paths.append(path)
+    return paths

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from alignbf.cli.code import code_app
 from alignbf.errors import AlignbfError
 
 app = typer.Typer(
@@ -198,6 +199,7 @@ def score(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> 
         typer.echo(str(path))
 
 
+app.add_typer(code_app, name="code")
 lexicon_app = typer.Typer(help="Inspect and check the scoring lexicons.", no_args_is_help=True)
 app.add_typer(lexicon_app, name="lexicon")
 

@@ -285,3 +285,22 @@ def render_validity(result: Any) -> None:
         console.print(g)
     for path in result.paths:
         console.print(str(path))
+
+
+def render_agreement(result: Any) -> None:
+    """``alignbf code agree``: one row per language and category."""
+    table = Table(title="Lexicon vs human codes, and coder reliability (95% bootstrap CIs)")
+    for col in ("language", "category", "n", "F1", "kappa", "coder kappa", "alpha"):
+        table.add_column(col, justify="left" if col in ("language", "category") else "right")
+
+    def ci(row: Any, name: str) -> str:
+        return f"{_num(row[name])} [{_num(row[name + '_low'])}, {_num(row[name + '_high'])}]"
+
+    for row in result.table.to_dict("records"):
+        table.add_row(
+            row["language"], row["category"], str(row["n"]), ci(row, "f1"), ci(row, "kappa"),
+            ci(row, "coder_kappa"), ci(row, "alpha"),
+        )  # fmt: skip
+    console.print(table)
+    for path in result.paths:
+        console.print(f"wrote {path}")

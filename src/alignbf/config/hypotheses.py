@@ -251,6 +251,19 @@ class InputRun(_Strict):
     recent run of ``study`` with the same backend in the analysed run's parent directory."""
 
 
+class ValidityGate(_Strict):
+    kappa: float = Field(0.6, ge=-1, le=1)
+    """Smallest Cohen's kappa of the lexicon against the human codes, per category and
+    language (``alignbf code agree``)."""
+    min_coded: int = Field(100, ge=1)
+    """Fewest coded utterances per language."""
+    categories: list[Literal["coercive", "protective", "conformity", "individuation"]] = [
+        "coercive",
+        "protective",
+    ]
+    """Categories whose validity a verdict needs (CPI and DI use coercive and protective)."""
+
+
 class Prereg(_Strict):
     study: str
     """Study the hypotheses belong to."""
@@ -264,6 +277,9 @@ class Prereg(_Strict):
     """Runs of other studies whose cells some hypotheses use."""
     hypotheses: list[Hypothesis] = Field(min_length=1)
     """The hypotheses, one per claim."""
+    validity: ValidityGate | None = None
+    """Minimum measurement validity: until a language meets it, its confirmatory verdicts
+    read ``measure_not_validated``."""
 
     @model_validator(mode="after")
     def _check(self) -> Prereg:

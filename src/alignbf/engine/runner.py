@@ -11,10 +11,12 @@ replay their cached responses at no cost before continuing.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import platform
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -424,30 +426,50 @@ def _check_salt(store: Store, seed_salt: str) -> None:
 
 
 def _run_with_signals(coro: Any) -> bool:
-    """Run ``coro``; SIGINT/SIGTERM cancel it cleanly. Returns True if interrupted."""
+    """Run ``coro`` to completion; returns True if it was interrupted.
 
-    async def main() -> bool:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        hits = 0
+    In a plain script (the main thread, no event loop running) SIGINT/SIGTERM cancel it
+    cleanly. Where an event loop already runs in this thread (Jupyter) or off the main
+    thread, it runs on a fresh loop in a worker thread, without signal handlers, so
+    ``run_study`` works in a notebook cell.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        running = False
+    else:
+        running = True
+    if running or threading.current_thread() is not threading.main_thread():
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, _until_cancelled(coro)).result()
+    return asyncio.run(_with_signals(coro))
 
-        def stop() -> None:
-            nonlocal hits
-            hits += 1
-            if hits > 1:
-                raise SystemExit(130)
-            if task is not None:
-                task.cancel()
 
+async def _until_cancelled(coro: Any) -> bool:
+    try:
+        await coro
+    except asyncio.CancelledError:
+        return True
+    return False
+
+
+async def _with_signals(coro: Any) -> bool:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    hits = 0
+
+    def stop() -> None:
+        nonlocal hits
+        hits += 1
+        if hits > 1:
+            raise SystemExit(130)
+        if task is not None:
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        return await _until_cancelled(coro)
+    finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
-        try:
-            await coro
-        except asyncio.CancelledError:
-            return True
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-        return False
-
-    return asyncio.run(main())
+            loop.remove_signal_handler(sig)

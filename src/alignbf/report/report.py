@@ -110,7 +110,47 @@ def _measurement_blocks(analysis: Analysis) -> list[Block]:
     if not echoes.empty:
         blocks += [("p", "Hits left out as echoes of the instructions, per cell:")]
         blocks += [("table", echoes)]
-    return blocks
+    return blocks + _validity_blocks(analysis)
+
+
+def _validity_blocks(analysis: Analysis) -> list[Block]:
+    path = analysis.run_dir / "analysis" / "validity.csv"
+    blocks: list[Block] = [("h2", "Measurement validity")]
+    if not path.exists():
+        return [
+            *blocks,
+            (
+                "p",
+                "No human codes yet: `alignbf code sample RUN` draws utterances for coders "
+                "and `alignbf code agree RUN CODES...` compares the lexicon with their codes.",
+            ),
+        ]
+    table = pd.read_csv(path)
+    view = pd.DataFrame(
+        {
+            "language": table["language"],
+            "category": table["category"],
+            "n": table["n"].astype(str),
+            "F1": [_ci(r, "f1") for r in table.itertuples()],
+            "kappa (lexicon vs coders)": [_ci(r, "kappa") for r in table.itertuples()],
+            "coder kappa": [_ci(r, "coder_kappa") for r in table.itertuples()],
+            "alpha": [_ci(r, "alpha") for r in table.itertuples()],
+        }
+    )
+    return [
+        *blocks,
+        (
+            "p",
+            "The lexicon against human codes (the coders' majority or an adjudicated file), "
+            "and the coders' reliability, with 95% bootstrap CIs:",
+        ),
+        ("table", view),
+    ]
+
+
+def _ci(row: Any, name: str) -> str:
+    value, low, high = (getattr(row, name + s) for s in ("", "_low", "_high"))
+    return f"{fmt(float(value))} [{fmt(float(low))}, {fmt(float(high))}]"
 
 
 def _attrition_blocks(analysis: Analysis) -> list[Block]:

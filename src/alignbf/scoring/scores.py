@@ -129,20 +129,13 @@ def _stored(store: Store, digest: str) -> Scores | None:
     return Scores(sims, agents, paths)
 
 
-def score_store(store: Store, reuse: bool = False) -> Scores:
-    """Score the run held by an open store and write the score tables into it.
-
-    With ``reuse``, return the stored scores instead when their fingerprint matches.
-    """
-    study = _study_of(store)
+def compute_scores(store: Store, study: Study | None = None) -> Scores:
+    """Score the run held by a store in memory (nothing is written; a read-only store
+    will do)."""
+    study = study or _study_of(store)
     sims, agent_design = _design(store)
     if sims.empty:
         raise AnalysisError(f"{store.dir}: no simulation with status ok to score")
-    digest = fingerprint(store, study, sorted(set(sims["language"])))
-    if reuse and (stored := _stored(store, digest)) is not None:
-        return stored
-    with store.transaction() as conn:
-        conn.execute("DELETE FROM run WHERE key = 'scores_fingerprint'")
     rows = store.conn.execute(
         "SELECT m.sim_id, m.agent, m.channel, s.language, m.text FROM messages m "
         "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0"
@@ -167,9 +160,36 @@ def score_store(store: Store, reuse: bool = False) -> Scores:
     for frame in (sim_scores, agent_scores):
         for key, value in versions.items():
             frame[f"{key}_version"] = value
-    paths = _write(store, sim_scores, agent_scores)
+    return Scores(sim_scores, agent_scores, [])
+
+
+def stored_scores(store: Store) -> Scores | None:
+    """The scores written earlier, if they were made from the run's current inputs."""
+    study = _study_of(store)
+    sims, _ = _design(store)
+    if sims.empty:
+        return None
+    return _stored(store, fingerprint(store, study, sorted(set(sims["language"]))))
+
+
+def score_store(store: Store, reuse: bool = False) -> Scores:
+    """Score the run held by an open store and write the score tables into it.
+
+    With ``reuse``, return the stored scores instead when their fingerprint matches.
+    """
+    study = _study_of(store)
+    sims, _ = _design(store)
+    if sims.empty:
+        raise AnalysisError(f"{store.dir}: no simulation with status ok to score")
+    digest = fingerprint(store, study, sorted(set(sims["language"])))
+    if reuse and (stored := _stored(store, digest)) is not None:
+        return stored
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM run WHERE key = 'scores_fingerprint'")
+    scores = compute_scores(store, study)
+    scores.paths = _write(store, scores.simulations, scores.agents)
     store.set_fact("scores_fingerprint", digest)
-    return Scores(sim_scores, agent_scores, paths)
+    return scores
 
 
 def _write(store: Store, sims: pd.DataFrame, agents: pd.DataFrame) -> list[Path]:

@@ -206,6 +206,12 @@ class Store:
         fh.flush()
         self._lock_fh = fh
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Checkpoint, close the database and release the lock."""
         try:
