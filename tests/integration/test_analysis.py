@@ -169,8 +169,9 @@ def test_null_world_supports_no_more_than_chance(null: Path) -> None:
     test; the two language counts, which with 4 languages reach p < .05 with probability
     under .004). s3_conformity is a claim about a level (conformity > 50% of conformity and
     individuation phrasing), which the null world's base rates (about 69%) satisfy, so it
-    is left out. Expected supported count: at most 10 x .025 + .05 + .004 = .30. The bound asserted is 2: P(3 or more) is
-    at most .28^3 / 6 < .004 for independent tests, and the Llama cells of Study 4 re-use
+    is left out. Expected supported count: at most 10 x .025 + .05 + .004 = .30. The bound
+    asserted is 2: P(3 or more) is at most .30^3 / 6 < .005 for independent tests, and the
+    Llama cells of Study 4 re-use
     the Study 1 run, so s4_*_llama can duplicate one false support of s1 (P <= .025)."""
     frames = []
     for study in DESIGNS:

@@ -267,3 +267,32 @@ def test_should_retry_classification(status: int, body: dict[str, Any], retry: b
     assert should_retry(error) is retry
     assert should_retry(httpx.ConnectTimeout("x")) and should_retry(TimeoutError())
     assert not should_retry(ValueError())
+
+
+@pytest.mark.parametrize("mode", ["off", "json_object", "json_schema"])
+def test_structured_output_sends_the_reply_schema(mode: str) -> None:
+    from alignbf.engine.conversation import reply_schema
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=OK)
+
+    endpoint = Endpoint(base_url="http://test/v1", api_key_env="K", model="m", serves="model",
+                        structured_output=mode)  # type: ignore[arg-type]  # fmt: skip
+    route = make_route("e", endpoint, SecretStr("k"), "e:m", httpx.MockTransport(handler))
+    schema = reply_schema(["Ana", "Ben"])
+    request = ChatRequest("s", 0, 1, "model", ({"role": "user", "content": "hi"},), 0.7, 1, 9, 3,
+                          response_schema=schema)  # fmt: skip
+    asyncio.run(OpenAIBackend({"model": route}, FAST).complete(request))
+    sent = json.loads(seen[0].content)
+    if mode == "off":
+        assert "response_format" not in sent
+    elif mode == "json_object":
+        assert sent["response_format"] == {"type": "json_object", "schema": schema}
+    else:
+        assert sent["response_format"]["json_schema"]["schema"] == schema
+        assert sent["response_format"]["json_schema"]["strict"] is True
+    whisper = schema["properties"]["whisper"]["properties"]["to"]
+    assert whisper["enum"] == ["Ana", "Ben"]

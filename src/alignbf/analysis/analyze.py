@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from alignbf.analysis.attrition import attrition
+from alignbf.analysis.attrition import attrition, differential_attrition
 from alignbf.analysis.exploratory import HOW_TO, write_default_prereg
 from alignbf.analysis.gate import apply_gate
 from alignbf.analysis.sensitivity import (
@@ -88,6 +88,9 @@ class Analysis:
     components: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=COMPONENT_COLUMNS)
     )
+    differential: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Differential attrition per language and model (see
+    :func:`alignbf.analysis.attrition.differential_attrition`)."""
     notice: str = ""
     """What the reader must know first (a study analysed without a preregistration)."""
     locked: bool = False
@@ -202,7 +205,7 @@ def _write(run_dir: Path, analysis: Analysis, prereg: Prereg) -> list[Path]:
     out = run_dir / "analysis"
     out.mkdir(exist_ok=True)
     paths = [out / "verdicts.csv", out / "verdicts.json", out / "attrition.csv"]
-    paths += [out / "sensitivity.csv", out / "components.csv"]
+    paths += [out / "sensitivity.csv", out / "components.csv", out / "differential_attrition.csv"]
     write_atomic(paths[0], analysis.verdicts.to_csv(index=False))
     payload = {
         "study": analysis.study.name,
@@ -216,7 +219,34 @@ def _write(run_dir: Path, analysis: Analysis, prereg: Prereg) -> list[Path]:
     write_atomic(paths[2], analysis.attrition.to_csv(index=False))
     write_atomic(paths[3], analysis.sensitivity.to_csv(index=False))
     write_atomic(paths[4], analysis.components.to_csv(index=False))
+    write_atomic(paths[5], analysis.differential.to_csv(index=False))
     return paths
+
+
+def _differential(run_dir: Path) -> pd.DataFrame:
+    store = Store(run_dir, readonly=True)
+    try:
+        return differential_attrition(store)
+    finally:
+        store.close()
+
+
+def flag_attrition(
+    prereg: Prereg, rows: list[dict[str, Any]], differential: pd.DataFrame, study: Study
+) -> None:
+    """Note, on every confirmatory verdict that uses a language whose format failures
+    depend on alignment, that its contrast may be biased by differential attrition."""
+    flagged = sorted(set(differential.loc[differential["flagged"], "language"]))
+    for h, row in zip(prereg.hypotheses, rows, strict=True):
+        wanted = h.subset.get("language", list(study.factors.languages))
+        used = [str(v) for v in wanted] if isinstance(wanted, list) else [str(wanted)]
+        hit = [lang for lang in used if lang in flagged]
+        row["attrition_flag"] = bool(hit) and not h.exploratory
+        if row["attrition_flag"]:
+            note = (
+                f"differential attrition: format failures depend on alignment in {', '.join(hit)}"
+            )
+            row["note"] = "; ".join(filter(None, [row["note"], note]))
 
 
 def _attrition(sources: dict[str, Source]) -> pd.DataFrame:
@@ -267,6 +297,8 @@ def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = No
     sensitivity = sensitivity_analysis(prereg, sources, languages, rows, study.scoring.zscore_scope)
     components = component_analysis(prereg, sources, languages, study)
     annotate(rows, sensitivity, components)
+    differential = _differential(run_dir)
+    flag_attrition(prereg, rows, differential, study)
     crashpoints.reached("during_stats")
     analysis = Analysis(
         run_dir=run_dir,
@@ -275,6 +307,7 @@ def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = No
         prereg_path=path,
         verdicts=pd.DataFrame(rows, columns=VERDICT_COLUMNS),
         attrition=_attrition(sources),
+        differential=differential,
         scores=scores,
         sensitivity=sensitivity,
         components=components,

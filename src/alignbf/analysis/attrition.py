@@ -102,3 +102,90 @@ def flow(frame: pd.DataFrame) -> dict[str, int]:
     """Totals of the CONSORT flow: planned, run, ok, analysed and each excluded status."""
     keys = ["planned", "registered", "run", "ok", "analysed", *EXCLUDED, "pending", "not_started"]
     return {key: int(frame[key].sum()) for key in keys}
+
+
+DIFFERENTIAL_COLUMNS = [
+    "language", "model", "simulations", "replies", "format_failures", "failure_share_low",
+    "failure_share_high", "excluded_low", "excluded_high", "slope", "p_val", "p_adj", "flagged",
+]  # fmt: skip
+
+
+def _quasi_binomial_slope(rows: pd.DataFrame) -> tuple[float, float]:
+    """Log-odds slope of a reply's format failure on the alignment ratio, and its p-value,
+    from a binomial GLM of per-simulation counts with Pearson-estimated dispersion (replies
+    of one conversation are not independent)."""
+    import math
+    import warnings
+
+    import statsmodels.api as sm
+
+    used = rows[rows["replies"] > 0]
+    failures, replies = used["format_failures"].to_numpy(float), used["replies"].to_numpy(float)
+    if (
+        used["alignment_ratio"].nunique() < 2
+        or failures.sum() == 0
+        or failures.sum() == replies.sum()
+    ):
+        return math.nan, 1.0
+    exog = sm.add_constant(used["alignment_ratio"].to_numpy(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = sm.GLM(failures / replies, exog, family=sm.families.Binomial(), var_weights=replies)
+        fit = model.fit(scale="X2")
+    slope, p = float(fit.params[1]), float(fit.pvalues[1])
+    return slope, p if math.isfinite(p) else 1.0
+
+
+def differential_attrition(store: Store) -> pd.DataFrame:
+    """Whether breaking the reply format (and so exclusion) depends on alignment.
+
+    Per language and model, over every simulation that ran: the log-odds slope of a
+    reply's format failure on the alignment ratio (quasi-binomial GLM) with its p-value,
+    Holm-adjusted over the languages and models of the run; ``flagged`` when p_adj < .05.
+    Also the failure share and the share of simulations excluded at the lowest and the
+    highest alignment ratio.
+    """
+
+    frame = pd.read_sql_query(
+        "SELECT language, model, alignment_ratio, format_failures, replies, status "
+        "FROM simulations WHERE status != 'pending'",
+        store.conn,
+    )
+    return differential_table(frame)
+
+
+def differential_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`differential_attrition` of a frame of simulations (``language, model,
+    alignment_ratio, format_failures, replies, status``)."""
+    from alignbf.analysis.stats import p_adjust
+
+    frame = frame.copy()
+    frame[["format_failures", "replies"]] = frame[["format_failures", "replies"]].fillna(0)
+    rows = []
+    for (language, model), part in frame.groupby(["language", "model"], sort=False):
+        low, high = part["alignment_ratio"].min(), part["alignment_ratio"].max()
+        ends = {}
+        for name, level in (("low", low), ("high", high)):
+            at = part[part["alignment_ratio"] == level]
+            replies = at["replies"].sum()
+            ends[f"failure_share_{name}"] = (
+                at["format_failures"].sum() / replies if replies else float("nan")
+            )
+            ends[f"excluded_{name}"] = float((at["status"] != "ok").mean())
+        slope, p = _quasi_binomial_slope(part)
+        rows.append(
+            dict(
+                language=language,
+                model=model,
+                simulations=len(part),
+                replies=int(part["replies"].sum()),
+                format_failures=int(part["format_failures"].sum()),
+                **ends,
+                slope=slope,
+                p_val=p,
+            )
+        )
+    out = pd.DataFrame(rows, columns=DIFFERENTIAL_COLUMNS[:-2])
+    out["p_adj"] = p_adjust(out["p_val"], method="holm")["p_adj"].to_numpy() if len(out) else []
+    out["flagged"] = out["p_adj"] < 0.05
+    return out

@@ -49,6 +49,7 @@ VERDICT_COLUMNS = [
     "driver",
     "sensitivity",
     "verdict_changes",
+    "attrition_flag",
 ]
 
 
@@ -109,6 +110,10 @@ def _row(h: Hypothesis, est: Estimate | None, note: str) -> dict[str, Any]:
         "verdict": "inconclusive",
         "reference": h.reference.render(),
         "note": note,
+        "driver": "",
+        "sensitivity": "",
+        "verdict_changes": False,
+        "attrition_flag": False,
     }
 
 

@@ -8,6 +8,7 @@ its key (never the key), its prices and its rate limits. Unknown prices are
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -43,6 +44,11 @@ class Endpoint(BaseModel):
     """Whether the API ``seed`` parameter is sent."""
     context_window: int | None = Field(None, ge=1)
     """Context length in tokens, for the pre-flight prompt size check; null = unknown."""
+    structured_output: Literal["off", "json_object", "json_schema"] = "off"
+    """For the JSON channel format: send the reply schema as ``response_format``
+    (``json_schema``: OpenAI, vLLM, Groq, Together; ``json_object``: llama.cpp, with the
+    schema attached). It changes what the model can write, so it is part of the endpoint's
+    id and of every cache key."""
     timeout_s: float = Field(120.0, gt=0)
     """Read timeout per attempt, seconds (null or 0 would mean no timeout and is refused)."""
     notes: str = ""

@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from alignbf.config.prompts import PromptSet, fill
 from alignbf.engine.grid import SimSpec
@@ -91,6 +92,27 @@ def _parse_json(text: str, names: dict[str, int]) -> Parsed:
     return out
 
 
+def reply_schema(names: list[str]) -> dict[str, Any]:
+    """JSON schema of a reply in the JSON channel format: talk and monologue, and an
+    optional whisper whose recipient is one of the group's first names."""
+    whisper = {
+        "type": "object",
+        "properties": {"to": {"type": "string", "enum": names}, "text": {"type": "string"}},
+        "required": ["to", "text"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "talk": {"type": "string"},
+            "monologue": {"type": "string"},
+            "whisper": whisper,
+        },
+        "required": ["talk", "monologue"],
+        "additionalProperties": False,
+    }
+
+
 def parse_reply(text: str, channel_format: str, names: dict[str, int]) -> Parsed:
     """Split a reply into channels; a reply that ignores the format becomes talk, flagged.
 
@@ -142,6 +164,7 @@ class Conversation:
         people = prompts.personas[: spec.n_agents]
         self.names = {p.call_name.casefold(): i for i, p in enumerate(people)}
         self.names.update({p.name.casefold(): i for i, p in enumerate(people)})
+        self.schema = reply_schema([p.call_name for p in people])
         self.agents = [
             _Agent(
                 prompts.system_prompt(
@@ -190,6 +213,7 @@ class Conversation:
             top_p=s.top_p,
             max_tokens=s.max_tokens,
             seed=s.seed,
+            response_schema=self.schema if s.channel_format == "json" else None,
         )
 
     async def _speak(self, ask: Ask, i: int, turn: int, event: str, upto: int) -> Completion:

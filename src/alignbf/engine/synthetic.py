@@ -71,6 +71,9 @@ class World(BaseModel):
     """Probability that a reply includes a whisper."""
     format_error_rate: float = Field(0.0, ge=0, le=1)
     """Probability that a reply ignores the channel format."""
+    format_error_alignment: float = Field(1.0, ge=0)
+    """Multiplier of ``format_error_rate`` for alignment-instructed agents (2 = they break
+    the format twice as often)."""
     base: dict[str, float]
     """Baseline logit per category."""
     severity: dict[str, float] = {}
@@ -282,7 +285,8 @@ class SyntheticModel:
             if getattr(cond, "aligned" if kind == "alignment" else "individuated"):
                 mono_mean += w.effect(kind, model, cond.language).get("monologue", 0.0)
         monologue, mono_kinds = say(bank.monologue, int(max(mono_mean, 0.0) + rng.random()))
-        if rng.random() < w.format_error_rate:
+        error_rate = w.format_error_rate * (w.format_error_alignment if cond.aligned else 1.0)
+        if rng.random() < min(error_rate, 1.0):
             return f"{talk}{join}{monologue}", {}
         labels = {"talk": talk_kinds, "monologue": mono_kinds}
         whisper = None

@@ -161,7 +161,24 @@ def _attrition_blocks(analysis: Analysis) -> list[Block]:
         f"{totals['analysed']}; excluded by status: {excluded}; pending {totals['pending']}, "
         f"not started {totals['not_started']}."
     )
-    return [("h2", "Attrition"), ("p", line), ("table", attrition_view(analysis.attrition))]
+    blocks: list[Block] = [("h2", "Attrition"), ("p", line)]
+    blocks.append(("table", attrition_view(analysis.attrition)))
+    d = analysis.differential
+    if not d.empty:
+        flagged = ", ".join(sorted(set(d.loc[d["flagged"], "language"]))) or "none"
+        blocks.append(
+            (
+                "p",
+                "Differential attrition: does breaking the reply format depend on alignment? "
+                "Quasi-binomial slope of a reply's format failure on the alignment ratio, Holm "
+                f"over languages; flagged (p_adj < .05): {flagged}. A flag is noted on every "
+                "confirmatory verdict of that language.",
+            )
+        )
+        view = d[["language", "model", "replies", "failure_share_low", "failure_share_high",
+                  "excluded_low", "excluded_high", "slope", "p_adj", "flagged"]]  # fmt: skip
+        blocks.append(("table", view))
+    return blocks
 
 
 def _provenance_blocks(analysis: Analysis) -> list[Block]:

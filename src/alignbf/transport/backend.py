@@ -7,7 +7,7 @@ studies, stores or caching; the runner owns those. Errors are ``EndpointError``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class ChatRequest:
     top_p: float
     max_tokens: int
     seed: int
+    response_schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    """JSON schema of the reply (the JSON channel format); endpoints with
+    ``structured_output`` on send it as ``response_format``, the others ignore it."""
 
 
 @dataclass

@@ -124,6 +124,20 @@ class OpenAIBackend:
         }
         if route.endpoint.supports_seed:
             body["seed"] = request.seed
+        mode = route.endpoint.structured_output
+        if mode != "off" and request.response_schema is not None:
+            body["response_format"] = (
+                {"type": "json_object", "schema": request.response_schema}
+                if mode == "json_object"
+                else {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "reply",
+                        "schema": request.response_schema,
+                        "strict": True,
+                    },
+                }
+            )
         return json.dumps(body, ensure_ascii=False).encode()
 
     async def _attempt(
@@ -211,6 +225,8 @@ def endpoints_backend(
     for model, name in study.endpoints.items():
         endpoint = endpoints[name]
         endpoint_id = f"{name}:{endpoint.model}"
+        if endpoint.structured_output != "off":
+            endpoint_id += f"+{endpoint.structured_output}"
         if override:
             endpoint = endpoint.model_copy(update={"base_url": override})
             endpoint_id += f"@{override}"
