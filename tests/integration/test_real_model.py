@@ -27,6 +27,8 @@ import pytest
 
 from tests.conftest import ROOT, cli
 
+pytestmark = pytest.mark.realmodel
+
 CACHE = ROOT / ".cache" / "realmodel"
 VENV = CACHE / "venv"
 PY = VENV / "bin" / "python"
@@ -37,6 +39,12 @@ def _install() -> str | None:
     if PY.exists() and subprocess.run([str(PY), "-c", "import llama_cpp.server"]).returncode == 0:
         return None
     CACHE.mkdir(parents=True, exist_ok=True)
+    print(
+        f"\nbuilding llama-cpp-python into {VENV} (first run only; 6-20 minutes on 2 cores, "
+        "then pip's wheel cache makes it seconds)",
+        file=sys.stderr,
+        flush=True,
+    )
     subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     done = subprocess.run(
         [str(PY), "-m", "pip", "install", "-q", "llama-cpp-python[server]"],
@@ -150,3 +158,34 @@ def test_smoke_study_against_llama_cpp(llama_server: str, tmp_path: Path) -> Non
     assert calls[1] > 0 and calls[2] > 0 and calls[3] > 0
     models = {row[0] for row in conn.execute("SELECT DISTINCT resolved_model FROM calls")}
     assert models and None not in models
+
+
+@pytest.mark.timeout(1800)
+def test_structured_output_keeps_the_format(llama_server: str, tmp_path: Path) -> None:
+    """One English JSON-format simulation with the reply schema sent as response_format."""
+    endpoints = tmp_path / "endpoints.yaml"
+    endpoints.write_text(
+        "endpoints:\n  local-structured:\n"
+        f"    base_url: {llama_server}\n    model: local\n    serves: llama-3.3-70b\n"
+        "    price_input_per_mtok: 0.0\n    price_output_per_mtok: 0.0\n"
+        "    max_connections: 1\n    structured_output: json_object\n"
+    )
+    config = tmp_path / "structured.yaml"
+    config.write_text(
+        "name: structured\nagents: {count: 3, target: 3}\n"
+        "conversation: {turns: 2, channel_format: json}\n"
+        "factors: {alignment_ratios: [1.0], languages: [en], models: [llama-3.3-70b]}\n"
+        "replicates: 1\nsampling: {temperature: 0.9, max_tokens: 96}\n"
+        f"endpoints: {{llama-3.3-70b: local-structured}}\nendpoints_file: {endpoints}\n"
+    )
+    run_dir = tmp_path / "run"
+    args = ["run", str(config), "--backend", "endpoints", "--run-dir", str(run_dir)]
+    result = cli(*args, "--concurrency", "1", "--quiet", timeout=1700)
+    assert result.returncode in (0, 75), result.stderr
+    conn = sqlite3.connect(run_dir / "run.sqlite")
+    failures, replies = conn.execute(
+        "SELECT sum(format_failures), sum(replies) FROM simulations"
+    ).fetchone()
+    endpoint = conn.execute("SELECT DISTINCT endpoint FROM calls").fetchone()[0]
+    assert endpoint.endswith("+json_object")
+    assert replies == 6 and failures == 0, (failures, replies)

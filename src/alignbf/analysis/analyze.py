@@ -31,7 +31,7 @@ from alignbf.analysis.sensitivity import (
     component_analysis,
     sensitivity_analysis,
 )
-from alignbf.analysis.verdicts import MAIN, VERDICT_COLUMNS, Source, evaluate_all
+from alignbf.analysis.verdicts import MAIN, VERDICT_COLUMNS, Source, evaluate_all, languages_of
 from alignbf.config import assets
 from alignbf.config.hypotheses import InputRun, Prereg, load_prereg
 from alignbf.config.study import Study, load_languages, parse_study, resolve_relative
@@ -238,9 +238,7 @@ def flag_attrition(
     depend on alignment, that its contrast may be biased by differential attrition."""
     flagged = sorted(set(differential.loc[differential["flagged"], "language"]))
     for h, row in zip(prereg.hypotheses, rows, strict=True):
-        wanted = h.subset.get("language", list(study.factors.languages))
-        used = [str(v) for v in wanted] if isinstance(wanted, list) else [str(wanted)]
-        hit = [lang for lang in used if lang in flagged]
+        hit = [lang for lang in languages_of(h, list(study.factors.languages)) if lang in flagged]
         row["attrition_flag"] = bool(hit) and not h.exploratory
         if row["attrition_flag"]:
             note = (

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from alignbf.analysis.verdicts import languages_of
 from alignbf.config.hypotheses import Prereg, ValidityGate
 from alignbf.config.study import Study
 
@@ -60,8 +61,7 @@ def apply_gate(prereg: Prereg, rows: list[dict[str, Any]], run_dir: Path, study:
     for h, row in zip(prereg.hypotheses, rows, strict=True):
         if h.exploratory or row["verdict"] == "descriptive":
             continue
-        wanted = h.subset.get("language", list(study.factors.languages))
-        used = [str(v) for v in wanted] if isinstance(wanted, list) else [str(wanted)]
+        used = languages_of(h, list(study.factors.languages))
         reasons = [f"{lang}: {failing[lang]}" for lang in used if lang in failing]
         if reasons:
             row["verdict"] = NOT_VALIDATED

@@ -62,6 +62,12 @@ class Source:
     note: str = ""
 
 
+def languages_of(h: Hypothesis, languages: list[str]) -> list[str]:
+    """The languages a hypothesis uses: its ``language`` subset, else all of ``languages``."""
+    wanted = h.subset.get("language", languages)
+    return [str(v) for v in wanted] if isinstance(wanted, list) else [str(wanted)]
+
+
 def select_rows(scores: Scores, hypothesis: Hypothesis) -> pd.DataFrame:
     """The rows a hypothesis uses: its level's table restricted to its subset.
 

@@ -54,6 +54,12 @@ class Endpoint(BaseModel):
     notes: str = ""
     """Free text: where the price comes from, quirks."""
 
+    @field_validator("structured_output", mode="before")
+    @classmethod
+    def _off(cls, v: object) -> object:
+        # YAML 1.1 reads an unquoted `off` as false
+        return "off" if v is False else v
+
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
