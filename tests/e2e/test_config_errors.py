@@ -81,3 +81,14 @@ def test_builtin_names_resolve() -> None:
     result = cli("validate", "study2")
     assert result.returncode == 0, result.stderr
     assert "1200 simulations" in result.stdout
+
+
+def test_plan_warns_when_the_cost_may_exceed_the_budget(tmp_path: Path) -> None:
+    import json
+
+    shown = cli("plan", "study2")
+    assert shown.returncode == 0 and "exceeds budget.usd $1,200.00" in shown.stdout
+    assert cli("plan", "study2", "--strict").returncode == 1
+    data = json.loads(cli("plan", "study2", "--json").stdout)
+    assert data["budget_usd"] == 1200 and len(data["warnings"]) == 2
+    assert cli("plan", "smoke", "--strict").returncode == 0  # budget in calls, not dollars

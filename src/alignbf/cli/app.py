@@ -38,7 +38,13 @@ def validate(config: Config) -> None:
 
 
 @app.command()
-def plan(config: Config, as_json: AsJson = False) -> None:
+def plan(
+    config: Config,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when the cost may exceed budget.usd.")
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
     """Show the grid, calls, tokens and cost of a study before spending anything."""
     from alignbf.api import plan_study
     from alignbf.cli.render import render_plan
@@ -48,6 +54,8 @@ def plan(config: Config, as_json: AsJson = False) -> None:
         _echo_json(result.to_dict())
     else:
         render_plan(result)
+    if strict and result.warnings():
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -55,6 +55,8 @@ def render_plan(plan: Plan) -> None:
         )
     console.print(cost)
     console.print(f"[dim]{plan.estimate_note}[/dim]")
+    for warning in plan.warnings():
+        console.print(f"[bold yellow]warning: {warning}[/]")
 
 
 def _progress_table(p: Progress) -> Table:

@@ -47,6 +47,8 @@ class Plan:
     calls: int
     cells: list[dict[str, Any]]
     endpoints: list[EndpointPlan] = field(default_factory=list)
+    budget_usd: float | None = None
+    """The study's ``budget.usd`` (None = no limit)."""
     estimate_note: str = (
         "token counts are estimates: rendered prompts at ~4 characters/token and "
         f"{TYPICAL_REPLY_TOKENS}-token typical replies; worst case = every reply at max_tokens"
@@ -60,8 +62,24 @@ class Plan:
             "calls": self.calls,
             "cells": self.cells,
             "endpoints": [e.__dict__ for e in self.endpoints],
+            "budget_usd": self.budget_usd,
+            "warnings": self.warnings(),
             "note": self.estimate_note,
         }
+
+    def warnings(self) -> list[str]:
+        """What exceeds the budget: the expected cost, or the worst case."""
+        if self.budget_usd is None:
+            return []
+        out = []
+        for label, attr in (("expected cost", "cost_usd"), ("worst case", "worst_cost_usd")):
+            values = [getattr(e, attr) for e in self.endpoints]
+            if all(v is not None for v in values) and sum(values) > self.budget_usd:
+                out.append(
+                    f"the {label} ${sum(values):,.2f} exceeds budget.usd ${self.budget_usd:,.2f}; "
+                    "the run stops when the budget is spent (resumable with a higher budget)"
+                )
+        return out
 
 
 def _sim_tokens(spec: SimSpec, reply_tokens: int) -> int:
@@ -120,4 +138,5 @@ def make_plan(study: Study, config_path: Path) -> Plan:
         calls=sum(e.calls for e in per_model.values()),
         cells=cell_rows,
         endpoints=list(per_model.values()),
+        budget_usd=study.budget.usd,
     )
