@@ -1,0 +1,449 @@
+"""The compiled lexicon of one language: tokens, senses, negation and echoes."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from alignbf.errors import ConfigError
+from alignbf.scoring.lexicon._base import (
+    _ARABIC_PROCLITIC,
+    _BOUNDARY,
+    _LETTER,
+    _OPPOSITE,
+    _WORD,
+    CATEGORIES,
+    _atoms,
+    _expand,
+    _letters,
+    _normaliser,
+    _trie,
+)
+from alignbf.scoring.lexicon._rules import _keyed
+
+
+@dataclass(frozen=True)
+class Match:
+    """One counted hit; ``start``/``end`` index the normalised text."""
+
+    category: str
+    term: str
+    start: int
+    end: int
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class TextCounts:
+    """Units of a text, its hit count for every category and the hits left out as echoes."""
+
+    units: int
+    counts: dict[str, int]
+    echoed: int = 0
+
+
+@dataclass(frozen=True)
+class Echo:
+    """The n-grams of the instruction texts an agent may merely repeat (see :meth:`Lexicon.echo`).
+
+    A hit is an echo when every unit of it lies inside some run of ``n`` consecutive units
+    of the reply that also occurs, in the same order, in one of the instruction texts.
+    """
+
+    n: int
+    grams: frozenset[str]
+
+
+@dataclass
+class _Entry:
+    """One alternative of the combined pattern: a term, a cue, or both."""
+
+    term: str
+    category: str | None = None
+    before: bool = False
+    after: bool = False
+    stop: bool = False
+    fixed: bool = False
+
+
+@dataclass(frozen=True)
+class _Sense:
+    """A compiled sense rule: contexts near the term re-assign its category."""
+
+    context: re.Pattern[str]
+    window: int
+    category: str | None
+    unless: bool
+    side: str = "both"
+
+
+_Hit = tuple[int, str, bool]
+"""(index of the marked token, category counted, negated)."""
+
+
+class _Token(NamedTuple):
+    """What the lexicon knows about one non-word token (``entry`` only for category hits)."""
+
+    entry: _Entry | None
+    units: int
+    breaks: bool
+    before: bool
+    after: bool
+
+
+class Lexicon:
+    """A compiled lexicon for one language; build it with :func:`load_lexicon`.
+
+    One regular expression cuts a text into marked tokens (terms, cues, breaks, ignore
+    phrases, clause-boundary characters) and, for ``word`` lexicons, plain words. Each
+    distinct token is identified once and memoised; counting and negation then work on
+    the token list.
+    """
+
+    def __init__(self, data: dict[str, Any], source: Path) -> None:
+        self.language: str = data["language"]
+        self.version: str = data["version"]
+        self.unit: str = data["unit"]
+        self.source = source
+        self.window: int = data.get("negation", {}).get("window", 3)
+        self._normalise = _normaliser(self.language)
+        word = self._word = re.compile(_WORD + "+")
+        self._units = _letters if self.unit == "char" else lambda text: len(word.findall(text))
+        boundaries = set(_BOUNDARY + (" " if self.language == "th" else ""))
+        if not data.get("negation", {}).get("comma_breaks", True):
+            boundaries -= set(",\u060c\u3001")
+        self._boundaries = frozenset(boundaries)
+        entries: dict[str, _Entry] = {}
+        for role, term, key in _keyed(data):
+            entry = entries.setdefault(key, _Entry(term))
+            if role in CATEGORIES:
+                entry.category, entry.term, entry.fixed = role, term, term.endswith("!")
+            entry.before |= role == "negation.before"
+            entry.after |= role == "negation.after"
+            entry.stop |= role == "negation.breaks"
+        self._entries = entries
+        self._ordered = list(entries.values())
+        self._senses = self._compile_senses(data.get("senses", []))
+        self._known: dict[str, _Token] = {}
+        self._named: re.Pattern[str] | None = None
+        self._exact = {
+            key: entry
+            for key, entry in entries.items()
+            if not key.startswith("re:") and "*" not in key and "-" not in key
+        }
+        boundary = re.escape("".join(sorted(self._boundaries)))
+        body = self._body(list(entries))
+        if self.unit == "char":
+            self._pattern = re.compile(f"{body}|[{boundary}]")
+        else:
+            # Plain words are tokens too, so units come from the same pass; skipping spaces
+            # inside the match spares a failed term attempt at every space.
+            skip = f"[^\\w{boundary}]*+"
+            self._pattern = re.compile(f"{skip}(?:({body}|[{boundary}])|{_WORD}++)")
+
+    def _compile_senses(self, rules: list[dict[str, Any]]) -> dict[str, list[_Sense]]:
+        """Sense rules by the term (as written) they re-assign."""
+        senses: dict[str, list[_Sense]] = {}
+        for rule in rules:
+            keys = [
+                key
+                for phrase in rule["when"]
+                for key in (
+                    [phrase]
+                    if phrase.startswith("re:")
+                    else _expand(self._normalise(phrase.removesuffix("!")))
+                )
+            ]
+            start = "" if self.unit == "char" else f"(?<!{_WORD})"
+            category = None if rule["category"] == "none" else rule["category"]
+            sense = _Sense(
+                re.compile(start + self._body(keys)),
+                rule.get("window", 4),
+                category,
+                rule.get("unless", False),
+                rule.get("side", "both"),
+            )
+            senses.setdefault(rule["term"], []).append(sense)
+        return senses
+
+    def _gap(self, text: str) -> int:
+        """Units between a context phrase and a term (characters for ``char`` lexicons)."""
+        return len(text) if self.unit == "char" else len(re.findall(_WORD + "+", text))
+
+    def _clause(self, norm: str, start: int, end: int) -> tuple[int, int]:
+        """Bounds of the clause (between boundary characters) around ``norm[start:end]``."""
+        left, right = start, end
+        while left > 0 and norm[left - 1] not in self._boundaries:
+            left -= 1
+        while right < len(norm) and norm[right] not in self._boundaries:
+            right += 1
+        return left, right
+
+    def _sense(
+        self, norm: str, span: tuple[int, int], rules: list[_Sense], category: str
+    ) -> str | None:
+        """The category a hit counts for once its sense rules are applied."""
+        start, end = span
+        left, right = self._clause(norm, start, end)
+        for rule in rules:
+            near = rule.side != "after" and any(
+                self._gap(norm[m.end() : start]) <= rule.window
+                for m in rule.context.finditer(norm, left, start)
+                if m.end() <= start
+            )
+            near = near or (
+                rule.side != "before"
+                and any(
+                    self._gap(norm[end : m.start()]) <= rule.window
+                    for m in rule.context.finditer(norm, end, right)
+                )
+            )
+            if near != rule.unless:
+                return rule.category
+        return category
+
+    def _body(self, keys: list[str], named: bool = False) -> str:
+        """Pattern matching any of ``keys`` with this language's affix and boundary rules.
+
+        With ``named``, the i-th key ends in an empty group ``t<i>`` that identifies it.
+        """
+        terminals = [f"(?P<t{i}>)" if named else "" for i in range(len(keys))]
+        pairs = list(zip(keys, terminals, strict=True))
+        regexes = [f"(?:{key[3:]}){end}" for key, end in pairs if key.startswith("re:")]
+        paths = [(_atoms(key), end) for key, end in pairs if not key.startswith("re:")]
+        # One class test rejects most positions before the wide first level of the trie.
+        first = "".join(sorted({re.escape(key[0]) for key in keys if not key.startswith("re:")}))
+        trie = f"(?=[{first}]){_trie(paths)}" if first else "(?!)"
+        body = "(?:" + "|".join([trie, *regexes]) + ")"
+        if self.unit == "char":
+            return body
+        if self.language == "ko":
+            return body + _WORD + "*"
+        prefix = _ARABIC_PROCLITIC if self.language == "ar" else ""
+        return f"{prefix}{body}(?!{_WORD})"
+
+    def normalise(self, text: str) -> str:
+        """NFKC, casefold and the language's character folding (see the module docstring)."""
+        return self._normalise(text)
+
+    def _identify(self, token: str) -> _Entry:
+        """The entry that produced a token: the one the combined pattern's choice ends in."""
+        entry = self._exact.get(token)
+        if entry is not None:
+            return entry
+        if self._named is None:
+            self._named = re.compile(self._body(list(self._entries), named=True))
+        found = self._named.fullmatch(token)
+        if found is None or found.lastgroup is None:
+            raise ConfigError(
+                f"{self.source}: {token!r} matched in context but no term matches it alone;"
+                " look-arounds reaching outside a re: term must be negative"
+            )
+        return self._ordered[int(found.lastgroup[1:])]
+
+    def _learn(self, token: str) -> _Token:
+        """Role, units and scope break of a non-word token, memoised per lexicon."""
+        if token in self._boundaries:
+            known = _Token(None, 0, True, False, False)
+        else:
+            entry = self._identify(token)
+            units = self._units(token)
+            breaks = entry.stop and not (entry.before or entry.after)
+            hit = entry if entry.category else None
+            known = _Token(hit, units, breaks, entry.before, entry.after)
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[token] = known
+        return known
+
+    def _tokens(self, norm: str) -> tuple[int, list[tuple[int, str]]]:
+        """Units of a text outside marked tokens, and the marked tokens (terms, cues, boundaries).
+
+        For ``word`` lexicons the k-th marked token comes as (i, text) with ``i - k`` plain
+        words before it; for ``char`` lexicons as (offset, text), all letters counted at once.
+        """
+        if self.unit == "word":
+            tokens = self._pattern.findall(norm)
+            marked = [(i, t) for i, t in enumerate(tokens) if t]
+            return len(tokens) - len(marked), marked
+        return _letters(norm), [(m.start(), m.group()) for m in self._pattern.finditer(norm)]
+
+    def _spans(self, norm: str) -> list[tuple[int, int]]:
+        """Spans of the marked tokens of :meth:`_tokens`, in the same order."""
+        if self.unit == "word":
+            return [m.span(1) for m in self._pattern.finditer(norm) if m.group(1)]
+        return [m.span() for m in self._pattern.finditer(norm)]
+
+    def _resolve(
+        self, plain: int, marked: list[tuple[int, str]], norm: str
+    ) -> tuple[int, list[_Hit]]:
+        """Units of a text and its hits as (marked index, category, negated).
+
+        Distances are in words, or in characters for ``char`` lexicons; a break starts a new
+        scope. Sense rules re-assign hits first; then each cue negates the nearest hit in its
+        scope at most ``window`` away that is not of the cue's own category.
+        """
+        known, learn = self._known, self._learn
+        offset = scope = 0
+        hits: list[tuple[int, _Entry, int, int, int]] = []
+        cues: list[tuple[int, int, int, bool, bool, int]] = []
+        words = self.unit == "word"
+        for k, (index, text) in enumerate(marked):
+            entry, units, breaks, before, after = known.get(text) or learn(text)
+            if words:
+                start = index - k + offset
+                offset += units
+                end = start + units
+            else:
+                start, end = index, index + len(text)
+            if breaks:
+                scope += 1
+            elif before or after:
+                cues.append((start, end, scope, before, after, k))
+            if entry is not None:
+                hits.append((k, entry, start, end, scope))
+        categories: list[str | None] = [entry.category for _, entry, *_ in hits]
+        if self._senses and any(entry.term in self._senses for _, entry, *_ in hits):
+            spans = self._spans(norm)
+            for i, (k, entry, *_) in enumerate(hits):
+                rules = self._senses.get(entry.term)
+                if rules:
+                    categories[i] = self._sense(norm, spans[k], rules, entry.category or "")
+        negated = [False] * len(hits)
+        window = self.window
+        sensed = {k: categories[i] for i, (k, *_) in enumerate(hits)}
+        for cue_start, cue_end, cue_scope, before, after, cue_k in cues:
+            own = sensed.get(cue_k)
+            best, nearest = -1, window + 1
+            for i, (_, entry, start, end, scope) in enumerate(hits):
+                if scope != cue_scope or negated[i] or entry.fixed or categories[i] in (None, own):
+                    continue
+                gap = start - cue_end if before and start >= cue_end else window + 1
+                if after and cue_start >= end:
+                    gap = min(gap, cue_start - end)
+                if gap < nearest:
+                    best, nearest = i, gap
+            if best >= 0:
+                negated[best] = True
+        resolved = [
+            (k, category, flip)
+            for (k, *_), category, flip in zip(hits, categories, negated, strict=True)
+            if category is not None
+        ]
+        return plain + offset, resolved
+
+    def _unit_spans(self, norm: str) -> list[tuple[int, int]]:
+        """Character spans of the units of a normalised text (words, or letters)."""
+        unit = _LETTER if self.unit == "char" else self._word
+        return [m.span() for m in unit.finditer(norm)]
+
+    def _grams(self, norm: str, spans: list[tuple[int, int]], n: int) -> list[str]:
+        """The n-gram key starting at each unit (units joined by a separator)."""
+        units = [norm[a:b] for a, b in spans]
+        return ["\x1f".join(units[i : i + n]) for i in range(len(units) - n + 1)]
+
+    def echo(self, texts: Iterable[str], n: int) -> Echo:
+        """An echo index of ``texts``: every run of ``n`` units, normalised like replies."""
+        grams: set[str] = set()
+        for text in texts:
+            for part in re.split(r"\{[a-z]+\}", text):
+                norm = self._normalise(part)
+                grams.update(self._grams(norm, self._unit_spans(norm), n))
+        return Echo(n, frozenset(grams))
+
+    def _echoed(self, norm: str, spans: list[tuple[int, int]], echo: Echo) -> list[bool]:
+        """For each hit span, whether it lies wholly inside repeated instruction text."""
+        units = self._unit_spans(norm)
+        grams = self._grams(norm, units, echo.n)
+        starts = [a for a, _ in units]
+        out = []
+        for start, end in spans:
+            first = bisect.bisect_right(starts, start) - 1
+            last = bisect.bisect_left(starts, end) - 1
+            if first < 0 or last < first:
+                out.append(False)
+                continue
+            covered: set[int] = set()
+            for k in range(max(0, last - echo.n + 1), min(first, len(grams) - 1) + 1):
+                if grams[k] in echo.grams:
+                    covered.update(range(k, k + echo.n))
+            out.append(all(u in covered for u in range(first, last + 1)))
+        return out
+
+    def count(self, text: str, echo: Echo | None = None) -> TextCounts:
+        """Units and per-category hit counts of one text (senses and negation applied).
+
+        With ``echo``, hits inside spans that repeat the indexed texts are left out and
+        counted under ``echoed``.
+        """
+        norm = self._normalise(text)
+        plain, marked = self._tokens(norm)
+        units, hits = self._resolve(plain, marked, norm)
+        counts = dict.fromkeys(CATEGORIES, 0)
+        echoed = 0
+        if echo is not None and hits:
+            spans = self._spans(norm)
+            flags = self._echoed(norm, [spans[k] for k, _, _ in hits], echo)
+            echoed = sum(flags)
+            hits = [hit for hit, flag in zip(hits, flags, strict=True) if not flag]
+        for _, category, negated in hits:
+            counts[_OPPOSITE[category] if negated else category] += 1
+        return TextCounts(units, counts, echoed)
+
+    def matches(self, text: str) -> list[Match]:
+        """Every counted hit, in text order, with spans in the normalised text."""
+        return self._matches(self._normalise(text))[1]
+
+    def _matches(self, norm: str) -> tuple[int, list[Match]]:
+        plain, marked = self._tokens(norm)
+        spans = self._spans(norm)
+        units, hits = self._resolve(plain, marked, norm)
+        matches = []
+        for k, category, negated in hits:
+            token = marked[k][1]
+            term = (self._known.get(token) or self._learn(token)).entry
+            counted = _OPPOSITE[category] if negated else category
+            matches.append(Match(counted, term.term if term else "", *spans[k], negated))
+        return units, matches
+
+    def explain(self, text: str, echo: Echo | None = None) -> dict[str, Any]:
+        """JSON-able account of how ``text`` is scored, for audits and debugging.
+
+        With ``echo``, hits inside repeated instruction text are listed with ``echo: true``
+        and left out of ``counts``.
+        """
+        norm = self._normalise(text)
+        units, found = self._matches(norm)
+        flags = (
+            self._echoed(norm, [(m.start, m.end) for m in found], echo)
+            if echo is not None
+            else [False] * len(found)
+        )
+        counts = dict.fromkeys(CATEGORIES, 0)
+        for match, echoed in zip(found, flags, strict=True):
+            if not echoed:
+                counts[match.category] += 1
+        return {
+            "language": self.language,
+            "version": self.version,
+            "unit": self.unit,
+            "units": units,
+            "normalised": norm,
+            "matches": [
+                {
+                    "category": m.category,
+                    "term": m.term,
+                    "start": m.start,
+                    "end": m.end,
+                    "text": norm[m.start : m.end],
+                    "negated": m.negated,
+                    "echo": echoed,
+                }
+                for m, echoed in zip(found, flags, strict=True)
+            ],
+            "counts": counts,
+        }
