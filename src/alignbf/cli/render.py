@@ -59,22 +59,47 @@ def render_plan(plan: Plan) -> None:
         console.print(f"[bold yellow]warning: {warning}[/]")
 
 
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = int(width * done / total) if total else width
+    return "█" * filled + "░" * (width - filled)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _count(n: float) -> str:
+    """A count in at most six characters: 987, 12.3k, 4.56M."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= limit:
+            return f"{n / limit:.3g}{suffix}"
+    return f"{n:,.0f}"
+
+
 def _progress_table(p: Progress) -> Table:
+    """Bars of simulations and calls and the counters, in lines that fit 80 columns."""
     elapsed = time.monotonic() - p.started
-    finished = p.done
-    remaining = p.total - p.skipped - finished
-    rate = finished / elapsed if elapsed > 0 else 0.0
-    eta = f"{remaining / rate:,.0f}s" if rate > 0 and remaining > 0 else "-"
-    table = Table.grid(padding=(0, 2))
+    sims_done = p.skipped + p.done
+    calls_done = p.calls + p.cache_hits
+    rate = p.calls / elapsed if elapsed > 0 else 0.0
+    left = p.calls_total - calls_done
+    eta = _duration(left / rate) if rate > 0 and left > 0 else "-"
+    cost = money(p.cost_usd) if not p.cost_unknown else "unknown"
+    if p.budget_usd is not None:
+        cost += f" / {money(p.budget_usd)}"
+    table = Table.grid()
+    table.add_column(no_wrap=True, overflow="ellipsis")
     table.add_row(
-        f"simulations {p.skipped + finished}/{p.total}",
-        f"calls {p.calls:,} ({p.calls / elapsed if elapsed else 0:,.0f}/s)",
-        f"cached {p.cache_hits:,}",
-        f"tokens {p.tokens:,}",
-        f"cost {money(p.cost_usd) if not p.cost_unknown else 'unknown'}",
-        f"retries {p.retries}",
-        f"failures {p.failures}",
-        f"ETA {eta}",
+        f"sims  {_bar(sims_done, p.total, 12)} {sims_done:,}/{p.total:,}   "
+        f"calls {_bar(calls_done, p.calls_total, 12)} {_count(calls_done)}/{_count(p.calls_total)}"
+    )
+    table.add_row(
+        f"{rate:,.1f} calls/s  {p.in_flight} in flight  elapsed {_duration(elapsed)}  ETA {eta}"
+    )
+    table.add_row(f"tokens {_count(p.tokens)}  cost {cost}  replayed {_count(p.cache_hits)}")
+    table.add_row(
+        f"retries {p.retries}  failed attempts {p.attempts_failed}  failed sims {p.failures}"
     )
     return table
 

@@ -58,6 +58,14 @@ class Progress:
     failures: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    calls_total: int = 0
+    """Calls the simulations still to run need (replayed ones included)."""
+    in_flight: int = 0
+    """Requests sent and not yet answered."""
+    attempts_failed: int = 0
+    """Failed attempts (each logged in ``attempts``), retried or not."""
+    budget_usd: float | None = None
+    """The study's ``budget.usd``."""
 
 
 @dataclass
@@ -144,7 +152,12 @@ class Runner:
         self._unlucky: list[tuple[str, str, float]] = []
         """(sim_id, model, when it failed) of simulations that ended ``infra_error``."""
         if hasattr(backend, "on_attempt_failed"):
-            backend.on_attempt_failed = lambda *row: store.log_attempt(row)
+            backend.on_attempt_failed = self._attempt_failed
+
+    def _attempt_failed(self, *row: Any) -> None:
+        self.store.log_attempt(row)
+        self.progress.attempts_failed += 1
+        self.on_progress(self.progress)
 
     async def _ask(self, request: ChatRequest, digest: str) -> Completion:
         endpoint = self.backend.endpoint_id(request.model)
@@ -156,7 +169,11 @@ class Runner:
             raise BudgetExceeded(self.stop_reason)
         self.budget.check()
         crashpoints.reached("before_send")
-        completion = await self.backend.complete(request)
+        self.progress.in_flight += 1
+        try:
+            completion = await self.backend.complete(request)
+        finally:
+            self.progress.in_flight -= 1
         crashpoints.reached("after_response_before_commit")
         self._answered[request.model] = time.monotonic()
         p = self.progress
@@ -188,6 +205,7 @@ class Runner:
                 time.time(),
             )
         )
+        self.on_progress(p)
         return completion
 
     async def _converse(self, spec: SimSpec) -> tuple[str, str | None, Conversation]:
@@ -242,6 +260,8 @@ class Runner:
         self._resumable = self.store.sims_with_calls()
         self.progress.total = len(specs)
         self.progress.skipped = len(specs) - len(todo)
+        self.progress.calls_total = sum(s.n_agents * s.turns for s in todo)
+        self.progress.budget_usd = self.budget.budget.usd
         self.on_progress(self.progress)
         queue = iter(todo)
         try:
