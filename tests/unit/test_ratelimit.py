@@ -77,19 +77,48 @@ def test_settle_returns_unused_tokens_and_grows_the_limit() -> None:
     assert limiter.connections.limit == 2.5 and limiter.connections.in_flight == 0
 
 
+def _persist(limit: Concurrency, clock: Clock) -> None:
+    """Two 429s among the last answers: the next one makes the rate limit persistent."""
+    for _ in range(Concurrency.PERSIST_COUNT - 1):
+        limit.throttled(started=clock.now - 10, retry_after=None)
+
+
 def test_429s_to_one_round_of_requests_cut_the_limit_once() -> None:
     clock = Clock()
     limit = Concurrency(16, clock)
+    _persist(limit, clock)
+    assert (limit.limit, limit.cuts) == (16.0, 0)  # not yet persistent
     limit.throttled(started=0.0, retry_after=None)
     limit.throttled(started=0.0, retry_after=None)  # sent before the cut: same round
     assert (limit.limit, limit.cuts) == (8.0, 1)
-    clock.now = 1.0
-    limit.throttled(started=0.5, retry_after=None)  # sent after the cut: a new round
+    clock.now = 0.5
+    limit.throttled(started=0.25, retry_after=None)  # sent after the cut: a new round
     assert (limit.limit, limit.cuts, limit.lowest) == (4.0, 2, 4.0)
     for _ in range(5):
+        clock.now += 0.1
         limit.throttled(started=clock.now, retry_after=None)
-        clock.now += 1
     assert limit.limit == 1.0  # never below one
+
+
+def test_a_stray_429_among_successes_neither_cuts_nor_pauses() -> None:
+    clock = Clock()
+    limit = Concurrency(16, clock)
+    for i in range(200):
+        clock.now = i * 0.01
+        if i % 25 == 0:  # 4% of the answers, as random faults give
+            limit.throttled(started=clock.now, retry_after=1.0)
+        else:
+            limit.succeeded()
+    assert (limit.limit, limit.cuts) == (16.0, 0)
+    assert limit.paused_until == float("-inf")
+    for sent in range(1, 200):  # noqa: B007 - then the endpoint answers nothing but 429s
+        clock.now += 0.01
+        limit.throttled(started=clock.now, retry_after=1.0)
+        if limit.cuts:
+            break
+    # the 429s are half of the last eight answers after four of them
+    assert limit.cuts == 1 and sent == 4
+    assert limit.paused_until == pytest.approx(clock.now + 1.0)
 
 
 def test_successes_win_back_about_one_slot_per_round_up_to_the_maximum() -> None:
@@ -114,7 +143,8 @@ def test_a_cut_limit_holds_requests_back_in_arrival_order() -> None:
         limit.release()
 
     async def main() -> int:
-        limit.throttled(started=0.0, retry_after=None)
+        for _ in range(Concurrency.PERSIST_COUNT):
+            limit.throttled(started=0.0, retry_after=None)
         limit.throttled(started=limit._clock(), retry_after=None)  # now 1 slot
         async with asyncio.TaskGroup() as tg:
             for i in range(5):
@@ -134,7 +164,8 @@ def test_retry_after_pauses_every_new_request_until_it_has_passed() -> None:
     async def main() -> float:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        limit.throttled(started=limit._clock(), retry_after=0.2)
+        for _ in range(Concurrency.PERSIST_COUNT):
+            limit.throttled(started=limit._clock(), retry_after=0.2)
 
         async def one() -> None:
             await limit.acquire()

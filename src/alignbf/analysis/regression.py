@@ -196,8 +196,9 @@ def _finite_se(res: Any) -> bool:
         return bool(np.all(np.isfinite(res.bse_fe)))
 
 
-MIXED_METHODS = ("lbfgs", "bfgs", "cg", "powell", "nm")
-"""Optimisers tried in turn; the converged fit with the highest (REML) likelihood is kept."""
+MIXED_METHODS = ("bfgs", "lbfgs", "cg", "powell", "nm")
+"""Optimisers tried in turn until one converges: statsmodels' default bfgs first, then
+lbfgs (which converges on random-slope models where bfgs stops short, such as dietox's)."""
 
 
 def fit_mixed(
@@ -212,10 +213,10 @@ def fit_mixed(
 ) -> MixedFit:
     """Fit a linear mixed model and return fixed effects and variance components.
 
-    The gradient optimisers of :data:`MIXED_METHODS` are tried first (lbfgs, bfgs, cg),
-    then the derivative-free ones (powell, nm) only when none of those converged; the
-    converged fit with the highest likelihood is kept, so a fit that one optimiser leaves
-    at a boundary or saddle is not taken for the answer.
+    The optimisers of :data:`MIXED_METHODS` are tried in turn until one converges with
+    finite standard errors (the gradient ones first, then the derivative-free powell and
+    nm); should two converge, the higher (REML) likelihood would win, so a fit that one
+    optimiser leaves at a boundary is not taken for the answer when another does better.
 
     Args:
         formula: patsy formula for the fixed effects, e.g. ``"di ~ ratio"``.
@@ -242,8 +243,8 @@ def fit_mixed(
     best: Any = None
     fallback = True  # best is an unconverged fit, kept only to report it
     messages: list[str] = []
-    for i, method in enumerate(MIXED_METHODS):
-        if i == 3 and best is not None and not fallback:
+    for method in MIXED_METHODS:
+        if best is not None and not fallback:
             break
 
         def build(method: str = method) -> Any:

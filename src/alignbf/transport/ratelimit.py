@@ -65,18 +65,29 @@ class TokenBucket:
 class Concurrency:
     """How many requests may be in flight at one endpoint: AIMD between 1 and a maximum.
 
-    * A rate-limit answer (429) halves the limit, once per round of requests: only a
-      429 to a request sent after the last cut cuts again (as TCP cuts once per
-      window), so a burst of 429s to requests already in flight counts once. Its
-      ``Retry-After`` pauses the endpoint: no new request starts before it has passed.
+    * A rate limit halves the limit, once per round of requests: only a 429 to a request
+      sent after the last cut cuts again (as TCP cuts once per window), so a burst of
+      429s to requests already in flight counts once. Its ``Retry-After`` pauses the
+      endpoint: no new request starts before it has passed.
+    * A 429 is taken for a rate limit when it persists: at least ``PERSIST_COUNT`` of the
+      last ``PERSIST_WINDOW`` answers (successes and 429s), and at least half of them,
+      were 429s. A
+      stray 429 among successes (a provider's hiccup, a fault) is retried after its own
+      ``Retry-After`` and leaves the limit and the other requests alone; otherwise a few
+      random 429s a second would keep the endpoint paused and the limit at 1.
     * Each success adds ``1 / limit``: about one more slot per round of successes.
     * Server errors and timeouts leave the limit alone; they say nothing about the rate.
 
     Waiters are served first come, first served.
     """
 
+    PERSIST_WINDOW = 8
+    PERSIST_COUNT = 3
+
     def __init__(self, maximum: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.maximum = maximum
+        self._recent: deque[bool] = deque(maxlen=self.PERSIST_WINDOW)
+        """Whether each of the latest answers was a 429."""
         self.limit = float(maximum)
         self.lowest = float(maximum)
         self.cuts = 0
@@ -116,11 +127,20 @@ class Concurrency:
 
     def succeeded(self) -> None:
         """A request got its answer: grow the limit by ``1 / limit``."""
+        self._recent.append(False)
         self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+
+    def _persisting(self) -> bool:
+        """Whether the latest answers are mostly 429s (see the class docstring)."""
+        limited = sum(self._recent)
+        return limited >= self.PERSIST_COUNT and 2 * limited >= len(self._recent)
 
     def throttled(self, started: float, retry_after: float | None) -> None:
         """A request started at ``started`` got a 429 (with the server's wait, if any)."""
         now = self._clock()
+        self._recent.append(True)
+        if not self._persisting():
+            return
         if started > self._cut_at:
             self.limit = max(1.0, self.limit / 2.0)
             self.lowest = min(self.lowest, self.limit)
