@@ -81,8 +81,9 @@ class _Sense:
     side: str = "both"
 
 
-_Hit = tuple[int, str, bool]
-"""(index of the marked token, category counted, negated)."""
+_Hit = tuple[int, str, bool, int, int]
+"""(index of the marked token, category, negated, start, end): start and end in words for
+``word`` lexicons, in characters of the normalised text for ``char`` lexicons."""
 
 
 class _Token(NamedTuple):
@@ -306,8 +307,14 @@ class Lexicon:
                 cues.append((start, end, scope, before, after, k))
             if entry is not None:
                 hits.append((k, entry, start, end, scope))
+        if not hits:
+            return plain + offset, []
+        senses = self._senses
+        sensing = bool(senses) and any(entry.term in senses for _, entry, *_ in hits)
+        if not cues and not sensing:
+            return plain + offset, [(k, e.category or "", False, s, x) for k, e, s, x, _ in hits]
         categories: list[str | None] = [entry.category for _, entry, *_ in hits]
-        if self._senses and any(entry.term in self._senses for _, entry, *_ in hits):
+        if sensing:
             spans = self._spans(norm)
             for i, (k, entry, *_) in enumerate(hits):
                 rules = self._senses.get(entry.term)
@@ -330,8 +337,8 @@ class Lexicon:
             if best >= 0:
                 negated[best] = True
         resolved = [
-            (k, category, flip)
-            for (k, *_), category, flip in zip(hits, categories, negated, strict=True)
+            (k, category, flip, start, end)
+            for (k, _, start, end, _), category, flip in zip(hits, categories, negated, strict=True)
             if category is not None
         ]
         return plain + offset, resolved
@@ -374,6 +381,26 @@ class Lexicon:
             out.append(all(u in covered for u in range(first, last + 1)))
         return out
 
+    def _echoed_units(self, norm: str, ranges: list[tuple[int, int]], echo: Echo) -> list[bool]:
+        """:meth:`_echoed` for hits given by their positions from :meth:`_resolve`: only
+        the n-grams around each hit are built."""
+        if self.unit == "word":
+            units = self._word.findall(norm)
+        else:
+            units = _LETTER.findall(norm)
+            ranges = [
+                (_letters(norm[:start]), _letters(norm[:start]) + _letters(norm[start:end]))
+                for start, end in ranges
+            ]
+        n, grams, out = echo.n, echo.grams, []
+        for start, end in ranges:
+            covered: set[int] = set()
+            for k in range(max(0, end - n), min(start, len(units) - n) + 1):
+                if "\x1f".join(units[k : k + n]) in grams:
+                    covered.update(range(k, k + n))
+            out.append(end > start and all(u in covered for u in range(start, end)))
+        return out
+
     def count(self, text: str, echo: Echo | None = None) -> TextCounts:
         """Units and per-category hit counts of one text (senses and negation applied).
 
@@ -386,11 +413,10 @@ class Lexicon:
         counts = dict.fromkeys(CATEGORIES, 0)
         echoed = 0
         if echo is not None and hits:
-            spans = self._spans(norm)
-            flags = self._echoed(norm, [spans[k] for k, _, _ in hits], echo)
+            flags = self._echoed_units(norm, [(s, e) for *_, s, e in hits], echo)
             echoed = sum(flags)
             hits = [hit for hit, flag in zip(hits, flags, strict=True) if not flag]
-        for _, category, negated in hits:
+        for _, category, negated, _, _ in hits:
             counts[_OPPOSITE[category] if negated else category] += 1
         return TextCounts(units, counts, echoed)
 
@@ -403,7 +429,7 @@ class Lexicon:
         spans = self._spans(norm)
         units, hits = self._resolve(plain, marked, norm)
         matches = []
-        for k, category, negated in hits:
+        for k, category, negated, _, _ in hits:
             token = marked[k][1]
             term = (self._known.get(token) or self._learn(token)).entry
             counted = _OPPOSITE[category] if negated else category
