@@ -59,6 +59,7 @@ def test_analyze_defaults_to_latest_run_and_json(project: Path) -> None:
         "attrition.csv",
         "sensitivity.csv",
         "components.csv",
+        "differential_attrition.csv",
     ]
     assert {v["verdict"] for v in data["verdicts"]} <= {
         "supported",
