@@ -30,12 +30,12 @@ import numpy as np
 import pandas as pd
 
 from alignbf.analysis.stats import hedges_g
-from alignbf.config.study import Study, parse_study
+from alignbf.config.study import Study
 from alignbf.engine.synthetic import ECHO, ORACLE_CATEGORIES, oracle_sentences
 from alignbf.errors import AnalysisError
 from alignbf.scoring.indices import add_indices
 from alignbf.scoring.lexicon import CATEGORIES, Echo, Lexicon, instruction_echo, load_lexicon
-from alignbf.scoring.scores import load_scores
+from alignbf.scoring.scores import load_scores, study_of
 from alignbf.store.store import Store, write_atomic
 
 AGREEMENT_COLUMNS = [
@@ -90,12 +90,6 @@ def agreement(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     kappa = (observed - expected) / (1 - expected) if n and expected < 1 else math.nan
     fpr = (pred - tp) / (n - pos) if n - pos else math.nan
     return dict(precision=precision, recall=recall, f1=f1, kappa=kappa, false_positive_rate=fpr)
-
-
-def _study(store: Store) -> Study:
-    import yaml
-
-    return parse_study(yaml.safe_load(store.get("config") or ""), store.dir / "run.sqlite")
 
 
 def _messages(store: Store, channels: list[str]) -> pd.DataFrame:
@@ -263,7 +257,7 @@ def validate_lexicon(run_dir: Path) -> Validity:
                 f"{run_dir}: backend {backend!r} has no oracle labels; lexicon validate needs "
                 "a synthetic run (human coding validates real transcripts)"
             )
-        study = _study(store)
+        study = study_of(store)
         sentences = label_sentences(_messages(store, list(study.scoring.hit_channels)), study)
     finally:
         store.close()

@@ -34,8 +34,10 @@ import pandas as pd
 
 from alignbf import __version__
 from alignbf.config import assets
+from alignbf.config.study import EchoFilter
 from alignbf.errors import AnalysisError, ConfigError
 from alignbf.scoring.lexicon import CATEGORIES, instruction_echo, load_lexicon
+from alignbf.scoring.scores import study_of
 from alignbf.store.store import Store, write_atomic
 
 SAMPLE_COLUMNS = ["id", "language", "channel", "context", "text", *CATEGORIES, "note"]
@@ -90,14 +92,13 @@ def _contexts(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def _verdicts(frame: pd.DataFrame, echo_units: dict[str, int]) -> pd.DataFrame:
+def _verdicts(frame: pd.DataFrame, echo: EchoFilter) -> pd.DataFrame:
     flags = {c: [] for c in CATEGORIES}  # type: dict[str, list[bool]]
     for language, part in frame.groupby("language", sort=False):
         lexicon = load_lexicon(str(language))
-        n = echo_units.get(str(language), echo_units.get(lexicon.unit, 0))
-        echo = instruction_echo(lexicon, n)
+        index = instruction_echo(lexicon, echo.units(str(language), lexicon.unit))
         for text in part["text"]:
-            counts = lexicon.count(text, echo).counts
+            counts = lexicon.count(text, index).counts
             for c in CATEGORIES:
                 flags[c].append(counts[c] > 0)
     ordered = frame.sort_values("language", kind="stable")
@@ -120,14 +121,12 @@ def _draw(part: pd.DataFrame, n: int, rng: random.Random) -> list[int]:
     return chosen
 
 
-def draw_sample(
-    store: Store, per_language: int, seed: int, echo_units: dict[str, int]
-) -> CodingSample:
+def draw_sample(store: Store, per_language: int, seed: int, echo: EchoFilter) -> CodingSample:
     """Draw the stratified sample of an open store (see the module docstring)."""
     frame = _utterances(store)
     frame["context"] = _contexts(frame)
     frame = frame[frame["agent"] >= 0].reset_index(drop=True)
-    frame = frame.join(_verdicts(frame, echo_units))
+    frame = frame.join(_verdicts(frame, echo))
     found = frame[[f"lex_{c}" for c in CATEGORIES]].to_numpy()
     frame["outcome"] = ["+".join(c for c, f in zip(CATEGORIES, row, strict=True) if f) or "none"
                         for row in found]  # fmt: skip
@@ -182,16 +181,11 @@ def write_sample(run_dir: Path, drawn: CodingSample) -> list[Path]:
 
 def sample_run(run_dir: Path, per_language: int, seed: int = 0) -> CodingSample:
     """Draw and write a coding sample of a run (read-only on the store)."""
-    import yaml
-
-    from alignbf.config.study import parse_study
-
     if not (run_dir / "run.sqlite").exists():
         raise AnalysisError(f"{run_dir}: not a run directory (no run.sqlite)")
     store = Store(run_dir, readonly=True)
     try:
-        study = parse_study(yaml.safe_load(store.get("config") or ""), run_dir / "run.sqlite")
-        drawn = draw_sample(store, per_language, seed, study.scoring.echo.table())
+        drawn = draw_sample(store, per_language, seed, study_of(store).scoring.echo)
     finally:
         store.close()
     drawn.paths = write_sample(run_dir, drawn)

@@ -61,7 +61,8 @@ class Scores:
     paths: list[Path]
 
 
-def _study_of(store: Store) -> Study:
+def study_of(store: Store) -> Study:
+    """The study config recorded in a run (one-line error when there is none)."""
     import yaml
 
     text = store.get("config")
@@ -132,7 +133,7 @@ def _stored(store: Store, digest: str) -> Scores | None:
 def compute_scores(store: Store, study: Study | None = None) -> Scores:
     """Score the run held by a store in memory (nothing is written; a read-only store
     will do)."""
-    study = study or _study_of(store)
+    study = study or study_of(store)
     sims, agent_design = _design(store)
     if sims.empty:
         raise AnalysisError(f"{store.dir}: no simulation with status ok to score")
@@ -165,7 +166,7 @@ def compute_scores(store: Store, study: Study | None = None) -> Scores:
 
 def stored_scores(store: Store) -> Scores | None:
     """The scores written earlier, if they were made from the run's current inputs."""
-    study = _study_of(store)
+    study = study_of(store)
     sims, _ = _design(store)
     if sims.empty:
         return None
@@ -177,7 +178,7 @@ def score_store(store: Store, reuse: bool = False) -> Scores:
 
     With ``reuse``, return the stored scores instead when their fingerprint matches.
     """
-    study = _study_of(store)
+    study = study_of(store)
     sims, _ = _design(store)
     if sims.empty:
         raise AnalysisError(f"{store.dir}: no simulation with status ok to score")
