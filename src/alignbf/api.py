@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from alignbf.config.assets import find_config
 from alignbf.config.endpoints import check_endpoints
-from alignbf.config.study import load_study
+from alignbf.config.hypotheses import load_prereg
+from alignbf.config.study import load_study, resolve_relative
 from alignbf.engine.grid import expand
 from alignbf.engine.plan import Plan, make_plan
 from alignbf.engine.runner import Progress, RunResult, run_study
@@ -17,12 +18,16 @@ from alignbf.transport.backend import Backend
 if TYPE_CHECKING:
     import pandas as pd
 
+    from alignbf.scoring.scores import Scores
+
 
 def validate_study(config: str | Path) -> str:
     """Validate a study config and everything it refers to; return a one-paragraph summary."""
     path = find_config(config)
     study = load_study(path)
     check_endpoints(study, path)
+    if study.prereg is not None:
+        load_prereg(resolve_relative(path, study.prereg, "prereg"))
     specs = expand(study)
     f = study.factors
     return (
@@ -42,11 +47,17 @@ def plan_study(config: str | Path) -> Plan:
 
 
 def make_backend(
-    config: str | Path, backend: str, world: str | None, base_url: str | None
+    config: str | Path,
+    backend: str,
+    world: str | None,
+    base_url: str | None,
+    batch: bool = False,
 ) -> tuple[Backend, str, dict[str, object]]:
     """Build the backend a run asks for; returns it, its recorded name and manifest facts."""
     from alignbf.errors import ConfigError
 
+    if batch and backend != "endpoints":
+        raise ConfigError("--batch: batch jobs go to endpoints; add --backend endpoints")
     if backend == "synthetic":
         from alignbf.engine.synthetic import SyntheticBackend, load_world
 
@@ -55,7 +66,7 @@ def make_backend(
     if backend == "endpoints":
         from alignbf.transport.client import endpoints_backend
 
-        return endpoints_backend(find_config(config), base_url)
+        return endpoints_backend(find_config(config), base_url, batch)
     raise ConfigError(f"--backend {backend!r}: accepted: synthetic, endpoints")
 
 
@@ -72,12 +83,16 @@ def run_command(
     deviation: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     retry_failed: bool = False,
+    batch: bool = False,
 ) -> RunResult:
-    """Check the preregistration lock, build the backend and run (or resume) the study."""
+    """Check the preregistration lock, build the backend and run (or resume) the study;
+    ``batch`` sends the calls of endpoints with ``batch: true`` as batch jobs."""
     from alignbf.analysis.prereg import gate
 
+    path = find_config(config)
+    check_endpoints(load_study(path), path)  # the synthetic backend too: same design
     salt, deviations = gate(config, deviation)
-    instance, name, extra = make_backend(config, backend, world, base_url)
+    instance, name, extra = make_backend(config, backend, world, base_url, batch)
     return run_study(
         config,
         backend=instance,
@@ -92,6 +107,57 @@ def run_command(
         deviations=deviations,
         retry_failed=retry_failed,
     )
+
+
+def judge_backend(run_dir: Path, base_url: str | None = None) -> Backend:
+    """The backend that answers a run's judge calls: the run's own backend (the synthetic
+    model of its world, or its study's endpoints), or ``base_url`` for every model."""
+    import json
+
+    from alignbf.config.yamlfile import read_text
+    from alignbf.errors import ConfigError, StoreError
+    from alignbf.store.store import Store
+
+    store = Store(run_dir, readonly=True)
+    try:
+        backend, config = store.get("backend") or "", store.get("config")
+    finally:
+        store.close()
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if backend.startswith("synthetic") and base_url is None:
+        from alignbf.engine.synthetic import SyntheticBackend, World
+
+        if "world" not in manifest:
+            raise StoreError(f"{manifest_path}: no synthetic world recorded")
+        return SyntheticBackend(World.model_validate(manifest["world"]))
+    from alignbf.transport.client import endpoints_backend
+
+    path = Path(manifest.get("config_path", ""))
+    if not path.is_file() or read_text(path) != config:
+        raise ConfigError(
+            f"{run_dir}: the study config the run was made from ({path}) is missing or has "
+            "changed; the judge's endpoints are read from it"
+        )
+    return endpoints_backend(path, base_url)[0]
+
+
+def score_command(run_dir: Path, *, base_url: str | None = None, concurrency: int = 16) -> Scores:
+    """Score a run; with a judge in its scoring, judge the utterances not judged yet."""
+    from alignbf.scoring.scores import score_run, study_of
+    from alignbf.store.store import Store
+
+    if not (run_dir / "run.sqlite").exists():
+        from alignbf.errors import AnalysisError
+
+        raise AnalysisError(f"{run_dir}: not a run directory (no run.sqlite)")
+    store = Store(run_dir, readonly=True)
+    try:
+        judged = study_of(store).scoring.instrument != "lexicon"
+    finally:
+        store.close()
+    backend = judge_backend(run_dir, base_url) if judged else None
+    return score_run(run_dir, backend=backend, concurrency=concurrency)
 
 
 class Run:
@@ -203,6 +269,40 @@ class Run:
 def open_run(run_dir: str | Path) -> Run:
     """Open a run directory read-only (see :class:`Run`)."""
     return Run(Path(run_dir))
+
+
+def live_progress(run_dir: Path) -> tuple[Progress, bool, bool]:
+    """The counters of a run's progress display, read from its store while another
+    process may be running it (read-only). Returns the counters, whether every
+    simulation is finished and whether a runner holds the run now.
+
+    Calls and tokens are those of every stored response (earlier sessions included);
+    elapsed time runs from the first one (to the last one once no runner is active).
+    Replays and requests in flight are known only inside the runner and stay 0.
+    """
+    import time
+
+    from alignbf.store.reader import live_counts
+
+    c = live_counts(run_dir)
+    now = c["read_at"]
+    started = c["started"] if c["started"] is not None else now
+    until = now if c["running"] or c["last"] is None else c["last"]
+    progress = Progress(
+        total=c["total"],
+        done=c["finished"],
+        calls=c["calls"],
+        tokens=c["tokens"],
+        cost_usd=c["cost_usd"],
+        cost_unknown=c["cost_unknown"],
+        retries=c["retries"],
+        failures=c["failures"],
+        statuses=c["statuses"],
+        started=time.monotonic() - max(0.0, until - started),
+        calls_total=c["calls_total"],
+        attempts_failed=c["attempts_failed"],
+    )
+    return progress, c["complete"], c["running"]
 
 
 async def arun_study(config: str | Path, **options: Any) -> RunResult:

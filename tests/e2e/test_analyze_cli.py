@@ -60,6 +60,7 @@ def test_analyze_defaults_to_latest_run_and_json(project: Path) -> None:
         "sensitivity.csv",
         "components.csv",
         "differential_attrition.csv",
+        "cells.csv",
     ]
     assert {v["verdict"] for v in data["verdicts"]} <= {
         "supported",

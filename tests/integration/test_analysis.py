@@ -125,6 +125,18 @@ def test_analysis_writes_verdicts_attrition_and_synthetic_report(paper: Path) ->
     page = html.read_text()
     assert page.count("data:image/png;base64,") == 2 and 'src="http' not in page
     assert "## Deviations" in md.read_text()
+    # Per-cell descriptives: n, mean and SD of the indices and their raw components.
+    cells = pd.read_csv(out / "cells.csv")
+    assert len(cells) == len(attrition) and cells["n"].sum() == 120
+    sims = analysis.scores.simulations
+    en0 = sims[(sims["language"] == "en") & (sims["alignment_ratio"] == 0.0)]
+    row = cells[(cells["language"] == "en") & (cells["alignment_ratio"] == 0.0)].iloc[0]
+    assert row["cpi_mean"] == pytest.approx(en0["cpi"].mean())
+    assert row["protective_rate_sd"] == pytest.approx(en0["protective_rate"].std(ddof=1))
+    assert "## Descriptives per cell" in md.read_text()
+    # The paper's g values are drawn on the forest plot, and every verdict says why.
+    assert "open diamonds: the original study's estimates" in md.read_text()
+    assert analysis.verdicts["reason"].str.len().gt(0).all()
 
 
 def test_study4_takes_llama_cells_from_sibling_study1(paper: Path) -> None:
@@ -136,6 +148,13 @@ def test_study4_takes_llama_cells_from_sibling_study1(paper: Path) -> None:
     for key in ("s4_en_gpt", "s4_en_qwen", "s4_ja_gpt", "s4_ja_qwen"):
         assert math.isfinite(v.loc[key, "estimate"]) and v.loc[key, "n"] == 12
     assert set(analysis.attrition["source"]) == {"main", "study1"}
+    # The model x alignment test in Japanese pools this run's GPT and Qwen cells with the
+    # Llama cells of Study 1 on one reference; on the paper world the backfire is Llama's.
+    combined = v.loc["s4_ja_llama_specific"]
+    llama = v.loc["s4_ja_llama", "n"]
+    assert combined["n"] == llama + 2 * 12 and "recomputed on the union" in combined["note"]
+    assert combined["estimate"] < 0 and math.isfinite(combined["ci_low"])
+    assert set(analysis.inputs) == {"study1"}
 
 
 def test_study4_without_study1_is_inconclusive_not_an_error(paper: Path, tmp_path: Path) -> None:
@@ -143,7 +162,7 @@ def test_study4_without_study1_is_inconclusive_not_an_error(paper: Path, tmp_pat
     alone.mkdir()
     run_dir = make_run(alone, "study4", "paper")
     v = _verdicts(run_dir)
-    for key in ("s4_en_llama", "s4_ja_llama"):
+    for key in ("s4_en_llama", "s4_ja_llama", "s4_ja_llama_specific"):
         assert v.loc[key, "verdict"] == "inconclusive"
         assert "input 'study1' not found" in v.loc[key, "note"]
     assert math.isfinite(v.loc["s4_en_gpt", "estimate"])
@@ -165,13 +184,13 @@ def test_parse_inputs() -> None:
 def test_null_world_supports_no_more_than_chance(null: Path) -> None:
     """Under no effect, each directional confirmatory hypothesis of an effect is
     'supported' with probability at most .025 (two-sided test, one direction: 10 g
-    contrasts, mixed terms and the Study 1 interaction slope) or .05 (the interaction F
-    test; the two language counts, which with 4 languages reach p < .05 with probability
-    under .004). s3_conformity is a claim about a level (conformity > 50% of conformity and
-    individuation phrasing), which the null world's base rates (about 69%) satisfy, so it
-    is left out. Expected supported count: at most 10 x .025 + .05 + .004 = .30. The bound
-    asserted is 2: P(3 or more) is at most .30^3 / 6 < .005 for independent tests, and the
-    Llama cells of Study 4 re-use
+    contrasts, mixed terms and the Study 1 interaction slope) or .05 (the Study 2
+    interaction F test and the Study 4 model x alignment F test; the two language counts,
+    which with 4 languages reach p < .05 with probability under .004). s3_conformity is a
+    claim about a level (conformity > 50% of conformity and individuation phrasing), which
+    the null world's base rates (about 69%) satisfy, so it is left out. Expected supported
+    count: at most 10 x .025 + 2 x .05 + .004 = .35. The bound asserted is 2: P(3 or more)
+    is at most .35^3 / 6 < .01 for independent tests, and the Llama cells of Study 4 re-use
     the Study 1 run, so s4_*_llama can duplicate one false support of s1 (P <= .025)."""
     frames = []
     for study in DESIGNS:
@@ -180,6 +199,6 @@ def test_null_world_supports_no_more_than_chance(null: Path) -> None:
     v = pd.concat(frames, ignore_index=True)
     directional = v[~v["exploratory"] & v["expected"].isin(["positive", "negative"])]
     directional = directional[directional["id"] != "s3_conformity"]
-    assert len(directional) == 13
+    assert len(directional) == 14
     supported = directional[directional["verdict"] == "supported"]
     assert len(supported) <= 2, supported[["id", "estimate", "p_adj"]]

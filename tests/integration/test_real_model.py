@@ -189,3 +189,50 @@ def test_structured_output_keeps_the_format(llama_server: str, tmp_path: Path) -
     endpoint = conn.execute("SELECT DISTINCT endpoint FROM calls").fetchone()[0]
     assert endpoint.endswith("+json_object")
     assert replies == 6 and failures == 0, (failures, replies)
+
+
+@pytest.mark.timeout(1200)
+def test_the_judge_path_against_llama_cpp(llama_server: str, tmp_path: Path) -> None:
+    """A handful of judge calls (one simulation of 2 agents x 1 turn, talk only) with the
+    judge's JSON schema sent as response_format: labels may be weak, and unlabelled
+    replies are allowed but counted; the path from request to stored label is what counts."""
+    endpoints = tmp_path / "endpoints.yaml"
+    endpoints.write_text(
+        "endpoints:\n  local-judge:\n"
+        f"    base_url: {llama_server}\n    model: local\n    serves: llama-3.3-70b\n"
+        "    price_input_per_mtok: 0.0\n    price_output_per_mtok: 0.0\n"
+        "    max_connections: 1\n    structured_output: json_object\n"
+    )
+    config = tmp_path / "judged.yaml"
+    config.write_text(
+        "name: judged\nagents: {count: 2, target: 2}\nconversation: {turns: 1}\n"
+        "factors: {alignment_ratios: [0.0], languages: [en], models: [llama-3.3-70b]}\n"
+        "replicates: 1\nsampling: {temperature: 0.9, max_tokens: 96}\n"
+        "scoring: {instrument: both, hit_channels: [talk],\n"
+        "          judge: {model: llama-3.3-70b, max_tokens: 48, max_attempts: 1}}\n"
+        f"endpoints: {{llama-3.3-70b: local-judge}}\nendpoints_file: {endpoints}\n"
+    )
+    run_dir = tmp_path / "run"
+    args = ["run", str(config), "--backend", "endpoints", "--run-dir", str(run_dir)]
+    result = cli(*args, "--concurrency", "1", "--quiet", timeout=600)
+    assert result.returncode in (0, 75), result.stderr
+    conn = sqlite3.connect(run_dir / "run.sqlite")
+    talk = conn.execute(
+        "SELECT count(*) FROM messages m JOIN simulations s USING (sim_id) "
+        "WHERE s.status = 'ok' AND m.channel = 'talk' AND m.agent >= 0"
+    ).fetchone()[0]
+    if talk == 0:
+        pytest.skip("the tiny model ignored the channel format: no utterance to judge")
+    scored = cli("score", str(run_dir), "--concurrency", "1", timeout=600)
+    assert scored.returncode == 0, scored.stderr
+    line = next(x for x in scored.stdout.splitlines() if x.startswith("judge: "))
+    print(f"\n{line}", file=sys.stderr)
+    judged = conn.execute(
+        "SELECT count(*), min(prompt_tokens), min(completion_tokens) FROM calls "
+        "WHERE flags LIKE '%judge%'"
+    ).fetchone()
+    assert judged[0] == talk and judged[1] > 0 and judged[2] > 0
+    assert f"judge: {talk} utterances" in line
+    labelled = int(line.split(", ")[1].split()[0])
+    unlabelled = int(line.split(", ")[2].split()[0].rstrip(";"))
+    assert labelled + unlabelled == talk

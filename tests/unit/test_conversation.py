@@ -119,3 +119,20 @@ def test_too_many_format_failures_is_invalid_output():
     _, transcript = _run(_spec(), ScriptedBackend(lambda r: "no tags at all"))
     assert transcript.format_failures == transcript.replies == 9
     assert transcript.status(0.5) == "invalid_output"
+
+
+def test_json_whisper_outside_the_group_is_a_counted_format_failure():
+    # Thomas is the fourth resident of the English prompts: outside a group of three
+    reply = '{"talk": "hello", "monologue": "hm", "whisper": {"to": "Thomas", "text": "psst"}}'
+    conv, transcript = _run(_spec(channel_format="json"), ScriptedBackend(lambda r: reply))
+    assert transcript.format_failures == transcript.replies == 9
+    assert not [row for row in transcript.rows if row[2] == "whisper"]
+    assert all(not agent.inbox for agent in conv.agents)
+    assert "psst" not in {row[4] for row in transcript.rows}
+
+
+def test_json_whisper_without_a_usable_recipient_is_a_format_failure():
+    for whisper in ('{"to": 3, "text": "psst"}', '"to Sarah: psst"', '{"text": "psst"}'):
+        p = parse_reply(f'{{"talk": "hi", "monologue": "", "whisper": {whisper}}}', "json", NAMES)
+        assert p.whisper_to is None and not p.format_ok, whisper
+    assert parse_reply('{"talk": "hi", "monologue": "", "whisper": null}', "json", NAMES).format_ok

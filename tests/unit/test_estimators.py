@@ -81,6 +81,11 @@ def test_mixed_term_matches_regression_mixed() -> None:
     row = ref[ref["term"] == "alignment_ratio"].iloc[0]
     assert got.estimate == pytest.approx(row["estimate"]) and got.estimate == pytest.approx(1.25)
     assert got.df == 3.0  # t with G - 1 = 3 degrees of freedom
+    # per = 0.01 reports the slope per percentage point; t and p do not change.
+    point = estimate(spec.model_copy(update={"per": 0.01}), frame, "cpi")
+    assert (point.estimate, point.se) == pytest.approx((0.0125, got.se / 100))
+    assert (point.ci_low, point.ci_high) == pytest.approx((got.ci_low / 100, got.ci_high / 100))
+    assert (point.statistic, point.p_val) == (got.statistic, got.p_val)
 
 
 def test_interaction_sd_of_slopes_and_f_test() -> None:
@@ -98,6 +103,40 @@ def test_interaction_sd_of_slopes_and_f_test() -> None:
     assert got.p_val == pytest.approx(sps.f.sf((4 / 2) / (8.1 / 30), 2, 30))
     assert got.df == 30
     assert got.note.startswith("F(2, 30)")
+
+
+def test_interaction_rest_minus_reference_contrast_by_hand() -> None:
+    frame = _exact_slopes({"en": 1.0, "ja": 2.0, "ko": 3.0})
+    spec = Interaction(
+        type="interaction",
+        formula='cpi ~ alignment_ratio * C(language, Treatment(reference="en"))',
+        null_formula='cpi ~ alignment_ratio + C(language, Treatment(reference="en"))',
+        summary="rest_minus_reference",
+    )
+    got = estimate(spec, frame, "cpi")
+    # By hand: (2 + 3) / 2 - 1 = 1.5. Each slope has variance s^2 / Sxx with s^2 = 8.1 / 30
+    # and Sxx = 4 x (0.25 + 0 + 0.25) = 2 per language, so the contrast's variance is
+    # 0.27 / 2 x (1/4 + 1/4 + 1) = 0.2025 and its SE 0.45, with t on 30 df.
+    half = sps.t.ppf(0.975, 30) * 0.45
+    assert got.estimate == pytest.approx(1.5) and got.se == pytest.approx(0.45)
+    assert (got.ci_low, got.ci_high) == pytest.approx((1.5 - half, 1.5 + half))
+    assert got.statistic == pytest.approx((4 / 2) / (8.1 / 30))  # p stays the omnibus F's
+    assert "mean slope of the 2 other language groups" in got.note
+    per_point = estimate(spec.model_copy(update={"per": 0.01}), frame, "cpi")
+    assert (per_point.estimate, per_point.se) == pytest.approx((0.015, 0.0045))
+    assert per_point.p_val == got.p_val and "per 0.01 of alignment_ratio" in per_point.note
+
+
+def test_interaction_contrast_needs_treatment_coded_terms() -> None:
+    frame = _exact_slopes({"en": 1.0, "ja": 2.0})
+    spec = Interaction(
+        type="interaction",
+        formula="cpi ~ alignment_ratio + C(language)",
+        null_formula="cpi ~ C(language)",
+        summary="rest_minus_reference",
+    )
+    with pytest.raises(AnalysisError, match="no alignment_ratio x language interaction terms"):
+        estimate(spec, frame, "cpi")
 
 
 def test_group_effects_slopes_are_exact() -> None:

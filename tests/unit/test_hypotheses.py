@@ -45,6 +45,7 @@ PAPER_ROWS = {
         "s4_ja_llama",
         "s4_ja_gpt",
         "s4_ja_qwen",
+        "s4_ja_llama_specific",
     ],
 }
 
@@ -70,6 +71,14 @@ def test_every_paper_result_has_a_hypothesis() -> None:
         missing = [i for i in ids if i not in hypotheses]
         assert not missing, f"{row}: no hypothesis {missing}"
     assert set(hypotheses) == {i for ids in PAPER_ROWS.values() for i in ids}
+
+
+def test_a_combined_source_must_be_declared(tmp_path: Path) -> None:
+    text = assets.path("prereg", "study4.yaml").read_text(encoding="utf-8")
+    bad = tmp_path / "study4.yaml"
+    bad.write_text(text.replace("combine: [study1]", "combine: [study9]"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"combine 'study9' is not declared in inputs"):
+        load_prereg(bad)
 
 
 def test_hypotheses_agree_with_paper_results_file() -> None:
@@ -134,6 +143,25 @@ DECISIONS = [
 @pytest.mark.parametrize(("expected", "bound", "numbers", "verdict"), DECISIONS)
 def test_decision_rule(expected: str, bound: float | None, numbers: tuple, verdict: str) -> None:
     assert _h(expected, bound).decide(*numbers) == verdict
+
+
+REASONS = {
+    0: "p_adj = 0.01 < alpha = 0.05, the estimate above 0 as expected",
+    1: "p_adj = 0.01 < alpha = 0.05, the estimate below 0, against the expectation",
+    2: "p_adj = 0.5 >= alpha = 0.05",
+    3: "the 95% CI [-0.1, 0.3] lies inside 0 ± 0.5: no effect of interest",
+    4: "p_adj = 0.5 >= alpha = 0.05; the 95% CI [-0.6, 0.8] is not inside 0 ± 0.5",
+    5: "no p-value",
+    9: "the 95% CI [-1, 0.3] stays below 0.5 (null + bound)",
+    11: "the 95% CI [-0.2, 0.9] reaches 0.5 (null + bound) and p_adj = 0.3 >= alpha = 0.05",
+    14: "the 95% CI [0.7, 0.95] overlaps the edge of 0.892 ± 0.1",
+}
+
+
+@pytest.mark.parametrize("case", sorted(REASONS))
+def test_every_verdict_says_why(case: int) -> None:
+    expected, bound, numbers, _ = DECISIONS[case]
+    assert _h(expected, bound).reason(*numbers) == REASONS[case]
 
 
 def test_descriptive_rule_gives_no_verdict() -> None:

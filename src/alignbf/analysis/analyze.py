@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from alignbf.analysis.attrition import attrition, differential_attrition
+from alignbf.analysis.descriptives import cell_descriptives
 from alignbf.analysis.exploratory import HOW_TO, write_default_prereg
 from alignbf.analysis.gate import apply_gate
 from alignbf.analysis.sensitivity import (
@@ -31,11 +32,19 @@ from alignbf.analysis.sensitivity import (
     component_analysis,
     sensitivity_analysis,
 )
-from alignbf.analysis.verdicts import MAIN, VERDICT_COLUMNS, Source, evaluate_all, languages_of
+from alignbf.analysis.verdicts import (
+    MAIN,
+    VERDICT_COLUMNS,
+    Source,
+    evaluate_all,
+    languages_of,
+    source_key,
+)
 from alignbf.config import assets
 from alignbf.config.hypotheses import InputRun, Prereg, load_prereg
-from alignbf.config.study import Study, load_languages, parse_study, resolve_relative
+from alignbf.config.study import Scoring, Study, load_languages, parse_study, resolve_relative
 from alignbf.errors import AlignbfError, AnalysisError, ConfigError
+from alignbf.scoring.indices import add_indices
 from alignbf.scoring.scores import Scores, load_scores
 from alignbf.store.store import Store, write_atomic
 from alignbf.testing import crashpoints
@@ -174,7 +183,12 @@ def find_input(run_dir: Path, spec: InputRun, backend: str) -> Path | None:
 
 
 def _sources(
-    run_dir: Path, scores: Scores, prereg: Prereg, backend: str, given: dict[str, Path]
+    run_dir: Path,
+    scores: Scores,
+    prereg: Prereg,
+    backend: str,
+    given: dict[str, Path],
+    study: Study,
 ) -> dict[str, Source]:
     unknown = sorted(set(given) - set(prereg.inputs))
     if unknown:
@@ -198,7 +212,30 @@ def _sources(
             sources[name] = Source(path, load_scores(path), f"cells from input {name} ({path})")
         except AlignbfError as exc:
             sources[name] = Source(path, None, f"input {name} ({path}) unusable: {exc}")
+    for h in prereg.hypotheses:
+        if h.combine and source_key(h) not in sources:
+            sources[source_key(h)] = combined(sources, h.combine, study.scoring)
     return sources
+
+
+def combined(sources: dict[str, Source], names: list[str], scoring: Scoring) -> Source:
+    """The analysed run's rows together with those of input runs, the indices recomputed
+    on the union (every z-score reference then spans every run); a ``source`` column names
+    the run of each row."""
+    parts = [(MAIN, sources[MAIN])] + [(n, sources[n]) for n in names]
+    missing = [source.note for _, source in parts if source.scores is None]
+    if missing:
+        return Source(None, None, "; ".join(missing))
+    frames = {}
+    for level in ("simulations", "agents"):
+        rows = [getattr(s.scores, level).assign(source=n) for n, s in parts]
+        frames[level] = add_indices(pd.concat(rows, ignore_index=True), scoring)
+    runs = ", ".join(f"{n} ({s.run_dir})" for n, s in parts[1:])
+    note = f"rows of this run and of {runs}, the indices recomputed on the union"
+    paths = [p for _, s in parts for p in (s.scores.paths if s.scores else [])]
+    return Source(
+        sources[MAIN].run_dir, Scores(frames["simulations"], frames["agents"], paths), note
+    )
 
 
 def _write(run_dir: Path, analysis: Analysis, prereg: Prereg) -> list[Path]:
@@ -220,6 +257,8 @@ def _write(run_dir: Path, analysis: Analysis, prereg: Prereg) -> list[Path]:
     write_atomic(paths[3], analysis.sensitivity.to_csv(index=False))
     write_atomic(paths[4], analysis.components.to_csv(index=False))
     write_atomic(paths[5], analysis.differential.to_csv(index=False))
+    paths.append(out / "cells.csv")
+    write_atomic(paths[6], cell_descriptives(analysis.scores.simulations).to_csv(index=False))
     return paths
 
 
@@ -252,7 +291,7 @@ def _attrition(sources: dict[str, Source]) -> pd.DataFrame:
 
     frames = []
     for name, source in sources.items():
-        if source.run_dir is None or source.scores is None:
+        if source.run_dir is None or source.scores is None or "+" in name:
             continue
         store = Store(source.run_dir, readonly=True)
         try:
@@ -263,12 +302,41 @@ def _attrition(sources: dict[str, Source]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = None) -> Analysis:
+def _synthetic_text(run_dir: Path, backend: str) -> bool:
+    """True when every transcript came from the synthetic model (in-process or served)."""
+    if backend.startswith("synthetic"):
+        return True
+    store = Store(run_dir, readonly=True)
+    try:
+        total, synthetic = store.conn.execute(
+            "SELECT count(*), total(system_fingerprint LIKE 'synthetic-%') FROM calls"
+        ).fetchone()
+    finally:
+        store.close()
+    return bool(total) and int(synthetic) == int(total)
+
+
+def _judge_agreement(run_dir: Path, scores: Scores, study: Study, backend: str) -> list[Path]:
+    if scores.labels is None:
+        return []
+    from alignbf.analysis.judge_agreement import write_agreement
+
+    return [write_agreement(run_dir, scores.labels, study, _synthetic_text(run_dir, backend))]
+
+
+def analyze_run(
+    run_dir: Path | None = None,
+    inputs: dict[str, Path] | None = None,
+    instrument: str | None = None,
+) -> Analysis:
     """Score a run and evaluate its preregistered hypotheses.
 
     Args:
         run_dir: The run directory; default the most recent run under ``./runs``.
         inputs: Input name -> run directory for hypotheses that use another run.
+        instrument: ``lexicon`` or ``judge``: whose scores the hypotheses are tested on
+            (None = the study's primary instrument). With a judge, lexicon-judge
+            agreement is written to ``analysis/judge_agreement.csv``.
 
     Returns:
         The :class:`Analysis`, after writing ``RUN_DIR/analysis/verdicts.csv``,
@@ -277,7 +345,7 @@ def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = No
     import yaml
 
     run_dir = run_dir or latest_run()
-    scores = load_scores(run_dir)
+    scores = load_scores(run_dir, instrument)
     facts = _facts(run_dir)
     study = parse_study(yaml.safe_load(facts["config"] or ""), run_dir / "run.sqlite")
     backend = facts["backend"] or "unknown"
@@ -287,7 +355,7 @@ def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = No
         path = write_default_prereg(run_dir, study)
         how_to = HOW_TO.format(path=path)
     prereg = load_prereg(path)
-    sources = _sources(run_dir, scores, prereg, backend, inputs or {})
+    sources = _sources(run_dir, scores, prereg, backend, inputs or {}, study)
     languages = load_languages()
     rows, _ = evaluate_all(prereg, sources, languages)
     if prereg.validity is not None:
@@ -311,7 +379,8 @@ def analyze_run(run_dir: Path | None = None, inputs: dict[str, Path] | None = No
         components=components,
         notice=how_to,
         locked=bool(_manifest(run_dir).get("lock_root")),
-        inputs={k: s.run_dir for k, s in sources.items() if k != MAIN},
+        inputs={k: s.run_dir for k, s in sources.items() if k != MAIN and "+" not in k},
     )
     analysis.paths = _write(run_dir, analysis, prereg)
+    analysis.paths += _judge_agreement(run_dir, scores, study, backend)
     return analysis

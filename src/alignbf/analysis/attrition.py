@@ -16,6 +16,15 @@ from alignbf.store.store import Store
 
 CELL = ["language", "alignment_ratio", "individuation_ratio", "model"]
 EXCLUDED = ["invalid_output", "infra_error", "failed", "stopped", "context_length"]
+RESPONSE_COLUMNS = [
+    "replies",
+    "format_failures",
+    "format_failure_share",
+    "refusals",
+    "refusal_share",
+    "content_filter_calls",
+]
+"""What the replies of a cell's simulations were, beside its statuses."""
 COLUMNS = [
     "source",
     *CELL,
@@ -28,6 +37,7 @@ COLUMNS = [
     *EXCLUDED,
     "pending",
     "not_started",
+    *RESPONSE_COLUMNS,
 ]
 
 
@@ -44,6 +54,32 @@ def _statuses(store: Store) -> pd.DataFrame:
     )
     wide = frame.pivot_table(index=CELL, columns="status", values="n", aggfunc="sum")
     return wide.reindex(columns=["ok", *EXCLUDED, "pending"]).fillna(0).astype(int).reset_index()
+
+
+def _responses(store: Store) -> pd.DataFrame:
+    """Per cell, over the simulations that ran: replies and format failures (simulations
+    table), replies that refuse the task and content-filter finishes (see
+    :func:`alignbf.scoring.refusals.simulation_refusals`), and their shares of the replies."""
+    from alignbf.scoring.refusals import simulation_refusals
+
+    sims = pd.read_sql_query(
+        f"SELECT sim_id, {', '.join(CELL)}, format_failures, replies FROM simulations "
+        "WHERE status != 'pending'",
+        store.conn,
+    )
+    counted = simulation_refusals(store)[["sim_id", "refusals", "content_filter_calls"]]
+    sims = sims.merge(counted, on="sim_id", how="left")
+    counts = ["replies", "format_failures", "refusals", "content_filter_calls"]
+    sims[counts] = sims[counts].fillna(0).astype(int)
+    return add_response_shares(sims.groupby(CELL)[counts].sum().reset_index())
+
+
+def add_response_shares(frame: pd.DataFrame) -> pd.DataFrame:
+    """``format_failure_share`` and ``refusal_share`` of ``replies`` (NaN without replies)."""
+    replies = frame["replies"].where(frame["replies"] > 0)
+    frame["format_failure_share"] = frame["format_failures"] / replies
+    frame["refusal_share"] = frame["refusals"] / replies
+    return frame
 
 
 def _analysed(scores: pd.DataFrame) -> pd.DataFrame:
@@ -74,11 +110,17 @@ def attrition(
         the simulations table), ``run`` (registered and not pending), ``ok``,
         ``analysed`` (scored), ``excluded`` (run but not analysed), one column per
         excluded status (``invalid_output``, ``infra_error``, ``failed``, ``stopped``,
-        ``context_length``), ``pending`` and ``not_started`` (planned, never registered).
+        ``context_length``), ``pending`` and ``not_started`` (planned, never registered),
+        then over the simulations that ran: ``replies``, ``format_failures``,
+        ``format_failure_share``, ``refusals`` (replies that refuse the task or step out
+        of role), ``refusal_share`` and ``content_filter_calls`` (responses that ended with
+        ``finish_reason`` ``content_filter``).
     """
     frame = _merge_cells(_planned(study), _statuses(store))
     frame = _merge_cells(frame, _analysed(scores))
+    frame = _merge_cells(frame, _responses(store))
     counts = ["planned", "ok", *EXCLUDED, "pending", "analysed"]
+    counts += ["replies", "format_failures", "refusals", "content_filter_calls"]
     frame[counts] = frame[counts].fillna(0).astype(int)
     frame["registered"] = frame[["ok", *EXCLUDED, "pending"]].sum(axis=1)
     frame["run"] = frame["registered"] - frame["pending"]

@@ -4,9 +4,13 @@
 
 * ``g_contrast``: Hedges' g of ``outcome`` at ``factor == high`` minus ``factor == low``.
 * ``slope``: one OLS coefficient.
-* ``mixed_term``: one fixed effect of a linear mixed model (Wald z).
+* ``mixed_term``: one fixed effect of a linear mixed model (t with G - 1 df).
 * ``interaction``: joint F test of a model against its ``null_formula``; the estimate is
-  the SD of the per-group slopes of ``factor``.
+  the SD of the per-group slopes of ``factor``, or (``summary: rest_minus_reference``)
+  the mean slope of the other groups minus the reference group's, with its CI.
+
+``per`` (mixed_term, interaction) rescales a coefficient, its SE and CI to "per ``per``
+units of the predictor"; test statistics and p-values do not change.
 * ``count_languages``: groups whose effect is positive (or significantly positive),
   with an exact binomial test against ``p_null``.
 * ``correlation``: Pearson r of the per-group effects with a group attribute.
@@ -20,6 +24,7 @@ Rows with a missing outcome are dropped and counted in the note. Statistics come
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -143,7 +148,16 @@ def mixed_term(spec: MixedTerm, data: pd.DataFrame, outcome: str, ci: float) -> 
     row = _term(fit.coefficients, spec.term)
     groups = int(row["n_groups"].iloc[0])
     note = f"mixed model, {groups} groups of {spec.groups}, t({groups - 1}){_dropped(dropped)}"
-    return Estimate.from_frame(row, note=note)
+    return _per(Estimate.from_frame(row, note=note), spec.per, spec.term)
+
+
+def _per(est: Estimate, per: float, term: str) -> Estimate:
+    """``est`` with its coefficient, SE and CI expressed per ``per`` units of ``term``."""
+    if per == 1.0:
+        return est
+    scaled = {k: getattr(est, k) * per for k in ("estimate", "se", "ci_low", "ci_high")}
+    note = f"{est.note}; per {per:g} of {term} (x {per:g} the per-unit coefficient)"
+    return dataclasses.replace(est, **scaled, note=note)
 
 
 def group_effects(
@@ -308,8 +322,28 @@ def _fit_ols(formula: str, data: pd.DataFrame) -> Any:
             raise AnalysisError(f"OLS model {formula!r} could not be fitted: {exc}") from None
 
 
+def _reference_contrast(full: Any, factor: str, by: str) -> tuple[Any, int]:
+    """The mean of the ``factor`` x ``by`` interaction coefficients of a treatment-coded
+    OLS fit: the mean slope of the non-reference groups minus the reference group's.
+
+    Returns the statsmodels t-test result and the number of groups averaged.
+    """
+    names = list(full.params.index)
+    terms = [n for n in names if ":" in n and factor in n.split(":") and by in n and "[T." in n]
+    if not terms:
+        raise AnalysisError(
+            f"no {factor} x {by} interaction terms in the model (expected treatment coding, "
+            f"e.g. {factor} * C({by}))"
+        )
+    weights = np.zeros(len(names))
+    for name in terms:
+        weights[names.index(name)] = 1.0 / len(terms)
+    return full.t_test(weights), len(terms)
+
+
 def interaction(spec: Interaction, data: pd.DataFrame, outcome: str, ci: float) -> Estimate:
-    """Joint F test of the interaction terms; estimate = SD of per-group slopes."""
+    """Joint F test of the interaction terms; estimate = SD of per-group slopes, or the
+    mean interaction coefficient (``rest_minus_reference``) with its t-based CI."""
     rows, dropped = finite(data, outcome)
     rows = rows.dropna(subset=[spec.factor, spec.by]).reset_index(drop=True)
     full, reduced = _fit_ols(spec.formula, rows), _fit_ols(spec.null_formula, rows)
@@ -319,15 +353,36 @@ def interaction(spec: Interaction, data: pd.DataFrame, outcome: str, ci: float) 
     per_group = PerGroup(factor=spec.factor, effect="slope", by=spec.by)
     effects, skipped = _effects_or_fail(rows, outcome, per_group, ci, minimum=2)
     slopes = effects["estimate"]
+    omnibus = f"F({q:g}, {full.df_resid:g}) = {f_value:.3f}"
+    spread = f"{len(slopes)} {spec.by} slopes, range {slopes.min():.3f} to {slopes.max():.3f}"
+    if spec.summary == "sd_of_slopes":
+        return Estimate(
+            estimate=float(slopes.std(ddof=1)),
+            se=math.nan,
+            ci_low=math.nan,
+            ci_high=math.nan,
+            ci_level=ci,
+            statistic=float(f_value),
+            df=float(full.df_resid),
+            p_val=float(p_val),
+            n=int(full.nobs),
+            note=f"{omnibus}; SD of {spread}{skipped}{_dropped(dropped)}",
+        )
+    test, k = _reference_contrast(full, spec.factor, spec.by)
+    low, high = (float(v) for v in np.asarray(test.conf_int(alpha=1 - ci)).ravel())
+    beta, se = float(np.ravel(test.effect)[0]), float(np.ravel(test.sd)[0])
+    t_value, t_p = float(np.ravel(test.tvalue)[0]), float(np.ravel(test.pvalue)[0])
     note = (
-        f"F({q:g}, {full.df_resid:g}) = {f_value:.3f}; SD of {len(slopes)} {spec.by} slopes, "
-        f"range {slopes.min():.3f} to {slopes.max():.3f}{skipped}{_dropped(dropped)}"
+        f"p from the omnibus {omnibus}; estimate = mean slope of the {k} other {spec.by} "
+        f"groups minus the reference group's (mean interaction coefficient), "
+        f"t({full.df_resid:g}) = {t_value:.3f}, p = {t_p:.4g}; {spread}{skipped}"
+        f"{_dropped(dropped)}"
     )
-    return Estimate(
-        estimate=float(slopes.std(ddof=1)),
-        se=math.nan,
-        ci_low=math.nan,
-        ci_high=math.nan,
+    est = Estimate(
+        estimate=beta,
+        se=se,
+        ci_low=low,
+        ci_high=high,
         ci_level=ci,
         statistic=float(f_value),
         df=float(full.df_resid),
@@ -335,6 +390,7 @@ def interaction(spec: Interaction, data: pd.DataFrame, outcome: str, ci: float) 
         n=int(full.nobs),
         note=note,
     )
+    return _per(est, spec.per, spec.factor)
 
 
 _SIMPLE: dict[type, Callable[..., Estimate]] = {

@@ -65,6 +65,7 @@ def apply_gate(prereg: Prereg, rows: list[dict[str, Any]], run_dir: Path, study:
         reasons = [f"{lang}: {failing[lang]}" for lang in used if lang in failing]
         if reasons:
             row["verdict"] = NOT_VALIDATED
+            row["reason"] = "the measure is not validated for " + "; ".join(reasons)
             row["note"] = "; ".join(
                 filter(None, [row["note"], "measure not validated: " + "; ".join(reasons)])
             )

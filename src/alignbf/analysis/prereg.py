@@ -13,7 +13,7 @@ the root hash, so randomisation provably follows registration.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,17 @@ class Lock:
     items: dict[str, str]
     """label -> sha256 (files) or value (versions, model ids)."""
     root: str
+    fields: dict[str, dict[str, str]] = field(default_factory=dict)
+    """label of the study config and preregistration -> field path -> sha256 of its value,
+    so a difference names the fields that changed; not part of the root hash."""
 
     def to_json(self) -> str:
         """Canonical JSON of the lock file."""
-        body = {"format": LOCK_FORMAT, "study": self.study, "items": self.items, "root": self.root}
+        body: dict[str, Any] = {
+            "format": LOCK_FORMAT, "study": self.study, "items": self.items, "root": self.root,
+        }  # fmt: skip
+        if self.fields:
+            body["fields"] = self.fields
         return json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -51,6 +58,29 @@ def _label(path: Path) -> str:
 
 def _file_hash(path: Path) -> str:
     return canonical_hash(load_yaml(path))
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, str]:
+    """Field path (``sampling.temperature``, ``hypotheses[2].alpha``) -> hash of its value."""
+    if isinstance(data, list) and any(isinstance(item, dict) for item in data):
+        out = {f"{prefix}(length)": canonical_hash(len(data))}
+        for i, item in enumerate(data):
+            out.update(_flatten(item, f"{prefix}[{i}]"))
+        return out
+    if not isinstance(data, dict) or not data:
+        return {prefix or "(top level)": canonical_hash(data)}
+    out = {}
+    for key, value in data.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _fields(study: Study, config_path: Path) -> dict[str, dict[str, str]]:
+    files = [config_path]
+    prereg = prereg_path(study, config_path)
+    if prereg is not None:
+        files.append(prereg)
+    return {_label(p): _flatten(load_yaml(p)) for p in files}
 
 
 def prereg_path(study: Study, config_path: Path) -> Path | None:
@@ -96,7 +126,8 @@ def compute_lock(config: str | Path) -> tuple[Lock, Study, Path]:
     config_path = assets.find_config(config)
     study = load_study(config_path)
     items = _items(study, config_path)
-    return Lock(study.name, items, canonical_hash(items)), study, config_path
+    lock = Lock(study.name, items, canonical_hash(items), _fields(study, config_path))
+    return lock, study, config_path
 
 
 def write_lock(config: str | Path) -> Path:
@@ -113,7 +144,8 @@ def read_lock(path: Path) -> Lock:
     """Read a lock file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Lock(data["study"], dict(data["items"]), str(data["root"]))
+        fields = {str(k): dict(v) for k, v in dict(data.get("fields", {})).items()}
+        return Lock(data["study"], dict(data["items"]), str(data["root"]), fields)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: unreadable lock file ({exc})") from None
 
@@ -131,10 +163,22 @@ def differences(locked: Lock, current: Lock) -> list[str]:
         elif after is None:
             out.append(f"{name}: removed since the lock")
         elif kind == "file":
-            out.append(f"{name}: changed since the lock")
+            out.append(f"{name}: changed since the lock{_changed_fields(locked, current, name)}")
         else:
             out.append(f"{kind} {name}: {before} -> {after}")
     return out
+
+
+def _changed_fields(locked: Lock, current: Lock, label: str) -> str:
+    """`` (a.b, c)``: the fields of a locked YAML file whose values differ, when known."""
+    before, after = locked.fields.get(label), current.fields.get(label)
+    if before is None or after is None:
+        return ""
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    if not changed:
+        return ""
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return f" ({shown})"
 
 
 @dataclass(frozen=True)
@@ -169,6 +213,12 @@ def gate(config: str | Path, deviation: str | None) -> tuple[str, list[tuple[str
     the reason; then each difference is recorded as a deviation.
     """
     result = verify(config)
+    if result.locked is None and deviation is not None:
+        where = f"no {result.lock_file}" if result.lock_file else "its config names no prereg: file"
+        raise ConfigError(
+            f"--deviation: the study is not locked ({where}), so there is nothing to deviate "
+            "from; drop --deviation, or run `alignbf prereg lock` first"
+        )
     if result.locked is None:
         notes = [("unlocked", "study has no preregistration lock; all analyses are exploratory")]
         return "", notes

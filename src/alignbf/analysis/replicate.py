@@ -283,8 +283,18 @@ def provider_drift(run_dir: Path, other: Path) -> list[str]:
     drift = []
     for model in sorted(set(mine) & set(theirs)):
         if mine[model] != theirs[model]:
-            drift.append(f"{model}: {sorted(theirs[model])} -> {sorted(mine[model])}")
+            drift.append(f"{model}: {_versions(theirs[model])} -> {_versions(mine[model])}")
     return drift
+
+
+def _versions(pairs: set[tuple[str, str]]) -> str:
+    """``name (fingerprint fp), ...`` for the (resolved model, fingerprint) pairs of a run."""
+    shown = []
+    for resolved, fingerprint in sorted(pairs):
+        name = resolved if resolved not in ("None", "") else "unnamed model"
+        known = fingerprint not in ("None", "")
+        shown.append(name + (f" (fingerprint {fingerprint})" if known else ""))
+    return ", ".join(shown)
 
 
 def replicate_run(run_dir: Path, against: str | Path | None = None) -> Replication:

@@ -44,6 +44,7 @@ VERDICT_COLUMNS = [
     "n",
     "expected",
     "verdict",
+    "reason",
     "reference",
     "note",
     "driver",
@@ -60,6 +61,14 @@ class Source:
     run_dir: Path | None
     scores: Scores | None
     note: str = ""
+
+
+def source_key(h: Hypothesis) -> str:
+    """The name of the source a hypothesis reads: the analysed run (``main``), one input,
+    or the union of the analysed run and its ``combine`` inputs (``main+study1``)."""
+    if h.combine:
+        return "+".join([MAIN, *h.combine])
+    return h.input or MAIN
 
 
 def languages_of(h: Hypothesis, languages: list[str]) -> list[str]:
@@ -114,6 +123,7 @@ def _row(h: Hypothesis, est: Estimate | None, note: str) -> dict[str, Any]:
         "equivalence_bound": h.equivalence_bound,
         "expected": h.expected,
         "verdict": "inconclusive",
+        "reason": note if est is None else "",
         "reference": h.reference.render(),
         "note": note,
         "driver": "",
@@ -164,13 +174,14 @@ def decide_all(prereg: Prereg, rows: list[dict[str, Any]], ests: list[Estimate |
             row["p_adj"] = row["p_val"]
     for h, row, est in zip(prereg.hypotheses, rows, ests, strict=True):
         if est is not None:
-            row["verdict"] = h.decide(est.estimate, est.ci_low, est.ci_high, row["p_adj"], est.null)
+            numbers = (est.estimate, est.ci_low, est.ci_high, row["p_adj"], est.null)
+            row["verdict"], row["reason"] = h.decide(*numbers), h.reason(*numbers)
 
 
 def evaluate_all(
     prereg: Prereg, sources: dict[str, Source], languages: dict[str, dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[Estimate | None]]:
-    pairs = [evaluate(h, sources[h.input or MAIN], languages) for h in prereg.hypotheses]
+    pairs = [evaluate(h, sources[source_key(h)], languages) for h in prereg.hypotheses]
     rows, ests = [r for r, _ in pairs], [e for _, e in pairs]
     decide_all(prereg, rows, ests)
     return rows, ests

@@ -83,6 +83,10 @@ def run(
     retry_failed: Annotated[
         bool, typer.Option(help="Run simulations marked failed (after repeated errors) again.")
     ] = False,
+    batch: Annotated[
+        bool,
+        typer.Option("--batch", help="Send calls to endpoints with batch: true as batch jobs."),
+    ] = False,
 ) -> None:
     """Run (or resume) a study; re-running the same command resumes where it stopped."""
     from alignbf.api import run_command
@@ -101,6 +105,7 @@ def run(
             deviation=deviation,
             on_progress=on_progress,
             retry_failed=retry_failed,
+            batch=batch,
         )
     render_run(result)
     if result.stopped == "interrupted":
@@ -111,17 +116,64 @@ def run(
 
 @app.command()
 def status(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")], as_json: AsJson = False
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    as_json: AsJson = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Live counters, refreshed until the run is complete.")
+    ] = False,
 ) -> None:
     """Per-cell progress, statuses, attrition, calls, tokens and cost of a run."""
-    from alignbf.cli.render import render_status
+    from alignbf.cli.render import render_status, watch_progress
     from alignbf.store.export import run_status
 
+    if watch:
+        from alignbf.api import live_progress
+
+        if as_json:
+            raise typer.BadParameter(
+                "--watch shows a live display; drop --json", param_hint="--watch"
+            )
+        live_progress(run_dir)  # a directory that is not a run fails here, in one line
+        watch_progress(lambda: live_progress(run_dir))
+        return
     result = run_status(run_dir)
     if as_json:
         _echo_json(result)
     else:
         render_status(result)
+
+
+@app.command()
+def view(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (it may still be running).")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: a free one).")] = 0,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Do not open a browser.")
+    ] = False,
+    export_dir: Annotated[
+        Path | None, typer.Option("--export", help="Write the pages as static HTML here instead.")
+    ] = None,
+) -> None:
+    """Browse a run read-only on 127.0.0.1: cells, simulations, conversations with hits."""
+    from alignbf.report.viewer import export_run_pages, serve_run
+
+    if export_dir is not None:
+        paths = export_run_pages(run_dir, export_dir)
+        typer.echo(f"wrote {len(paths)} pages; open {export_dir / 'index.html'}")
+        return
+
+    def ready(url: str) -> None:
+        typer.echo(f"viewing {run_dir} at {url} (Ctrl-C stops)")
+        sys.stdout.flush()
+        if not no_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    from contextlib import suppress
+
+    with suppress(KeyboardInterrupt):
+        serve_run(run_dir, port, ready)
 
 
 @app.command()
@@ -161,6 +213,10 @@ def analyze(
     ] = None,
     as_json: AsJson = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip RUN_DIR/report/.")] = False,
+    instrument: Annotated[
+        str | None,
+        typer.Option(help="lexicon or judge: whose scores to test (default: the study's)."),
+    ] = None,
 ) -> None:
     """Evaluate a run's preregistered hypotheses: attrition first, then verdicts."""
     from rich.console import Console
@@ -173,7 +229,9 @@ def analyze(
         given = parse_inputs(inputs or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--input") from None
-    result = analyze_run(run_dir, given)
+    if instrument not in (None, "lexicon", "judge"):
+        raise typer.BadParameter("accepted: lexicon, judge", param_hint="--instrument")
+    result = analyze_run(run_dir, given, instrument)
     if not no_report:
         result.paths += write_report(result.run_dir, result)
     if as_json:
@@ -195,14 +253,28 @@ def init(directory: Annotated[Path, typer.Argument(help="A new directory.")]) ->
 
 
 @app.command()
-def score(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Score stored transcripts (no model is called): per-simulation and per-agent tables."""
-    from alignbf.scoring.scores import score_run
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    base_url: Annotated[
+        str | None, typer.Option(help="Send the judge's calls to this OpenAI-compatible server.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Judge calls in flight.")] = 16,
+) -> None:
+    """Score stored transcripts: per-simulation and per-agent tables. The lexicon calls no
+    model; with ``scoring.instrument`` judge or both, utterances not yet judged are sent
+    to the judge (paid calls, resumable)."""
+    from alignbf.api import score_command
 
-    result = score_run(run_dir)
+    result = score_command(run_dir, base_url=base_url, concurrency=concurrency)
     sims, agents = result.simulations, result.agents
     scope = sims["z_scope"].iloc[0]
     typer.echo(f"scored {len(sims)} simulations and {len(agents)} agents (z-scope {scope})")
+    if (judged := result.judging) is not None:
+        typer.echo(
+            f"judge: {judged.utterances} utterances, {judged.labelled} labelled, "
+            f"{judged.unlabelled} unlabelled; {judged.sent} calls sent, "
+            f"{judged.stored} already judged, {judged.progress.retries} retries"
+        )
     for path in result.paths:
         typer.echo(str(path))
 
@@ -366,7 +438,13 @@ def prereg_verify(config: Config) -> None:
 
     result = verify(config)
     if result.locked is None:
-        typer.echo(f"not locked (no {result.lock_file}); run `alignbf prereg lock`")
+        if result.lock_file is None:
+            typer.echo(
+                f"{config}: not locked: the study names no preregistration file (prereg:) "
+                "to lock; add one, then run `alignbf prereg lock`"
+            )
+        else:
+            typer.echo(f"not locked (no {result.lock_file}); run `alignbf prereg lock`")
         raise typer.Exit(1)
     for line in result.differences:
         typer.echo(line)
@@ -399,12 +477,45 @@ def serve_synthetic(
     storm_retry_after_s: Annotated[
         int, typer.Option(min=0, help="Retry-After of the storm's 429s.")
     ] = 2,
+    prefix_cache_tokens: Annotated[
+        int, typer.Option(min=0, help="Emulated prompt cache size in tokens (0 = off).")
+    ] = 0,
+    reject_prompt_cache_key: Annotated[
+        bool, typer.Option(help="Answer 400 to requests that carry prompt_cache_key.")
+    ] = False,
+    judge_error_rate: Annotated[
+        float | None,
+        typer.Option(help="Share of category labels the judge flips (default: the world's)."),
+    ] = None,
+    content_filter_rate: Annotated[
+        float, typer.Option(help="Share of requests answered finish_reason content_filter.")
+    ] = 0.0,
+    reject_response_format: Annotated[
+        str | None, typer.Option(help="Comma list of response_format types to answer 400.")
+    ] = None,
+    batch_api: Annotated[bool, typer.Option(help="Serve the batch API (/v1/batches).")] = True,
+    batch_expire: Annotated[
+        str | None, typer.Option(help="Comma list of batch job numbers that expire.")
+    ] = None,
+    batch_partial: Annotated[
+        str | None, typer.Option(help="Comma list of batch job numbers missing output lines.")
+    ] = None,
+    batch_line_fail_rate: Annotated[
+        float, typer.Option(help="Share of batch lines answered with a 500 line.")
+    ] = 0.0,
+    batch_slow_polls: Annotated[
+        int, typer.Option(min=0, help="Polls a batch job stays in_progress.")
+    ] = 0,
+    batch_stray_lines: Annotated[
+        bool, typer.Option(help="Add an output line with an unknown custom_id to every job.")
+    ] = False,
 ) -> None:
     """Serve the synthetic model as an OpenAI-compatible API, with faults (tests, benchmarks)."""
     from contextlib import suppress
 
+    from alignbf.testing.batchapi import batch_faults
     from alignbf.testing.faults import parse_fault_kinds
-    from alignbf.testing.server import ServerOptions, serve
+    from alignbf.testing.server import ServerOptions, parse_response_formats, serve
 
     def ready(url: str) -> None:
         typer.echo(f"listening on {url}")
@@ -423,6 +534,20 @@ def serve_synthetic(
         storm_s=storm_s,
         storm_at_s=storm_at_s,
         storm_retry_after_s=storm_retry_after_s,
+        prefix_cache_tokens=prefix_cache_tokens,
+        reject_prompt_cache_key=reject_prompt_cache_key,
+        judge_error_rate=judge_error_rate,
+        content_filter_rate=content_filter_rate,
+        reject_response_format=parse_response_formats(reject_response_format),
+        batch_api=batch_api,
+        batch_faults=batch_faults(
+            batch_expire,
+            batch_partial,
+            batch_line_fail_rate,
+            batch_slow_polls,
+            batch_stray_lines,
+            fault_seed,
+        ),
     )
     with suppress(KeyboardInterrupt):
         serve(options, ready)

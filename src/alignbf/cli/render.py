@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from alignbf.engine.plan import Plan
+from alignbf.engine.plan import EndpointPlan, Plan
 from alignbf.engine.runner import Progress, RunResult
 
 console = Console()
@@ -45,7 +45,7 @@ def render_plan(plan: Plan) -> None:
             cost.add_column(col, justify="right", no_wrap=True)
     for e in plan.endpoints:
         cost.add_row(
-            e.model,
+            e.model if e.role == "simulation" else f"{e.model} (judge)",
             e.endpoint,
             f"{e.calls:,}",
             f"{e.input_tokens:,}",
@@ -54,9 +54,63 @@ def render_plan(plan: Plan) -> None:
             money(e.worst_cost_usd),
         )
     console.print(cost)
+    console.print(_cache_and_time(plan))
+    for e in plan.endpoints:
+        if e.batch_rounds is not None and e.role == "simulation":
+            console.print(_batch_line(e))
+    if plan.judge_calls:
+        console.print(
+            f"judge: about {plan.judge_calls:,} calls, one per utterance of the hit channels "
+            "(whispers assumed in 1 reply of 5; the worst case asks each channel "
+            "judge.max_attempts times)"
+        )
     console.print(f"[dim]{plan.estimate_note}[/dim]")
     for warning in plan.warnings():
         console.print(f"[bold yellow]warning: {warning}[/]")
+
+
+def _batch_line(e: EndpointPlan) -> str:
+    """What ``alignbf run --batch`` changes for one endpoint: rounds and cost."""
+    saving = ""
+    if e.cost_usd is not None and e.batch_cost_usd is not None:
+        saved = e.cost_usd - e.batch_cost_usd
+        share = saved / e.cost_usd if e.cost_usd else 0.0
+        saving = f", saves {money(saved)} ({share:.0%})"
+    return (
+        f"batch ({e.model} via {e.endpoint}, alignbf run --batch): {e.batch_rounds} rounds, "
+        "one job per speaking step of the simulations in flight (each waits for its job, "
+        f"up to 24 h); cost {money(e.batch_cost_usd)} instead of {money(e.cost_usd)}{saving}"
+    )
+
+
+def _cache_and_time(plan: Plan) -> Table:
+    """Per endpoint: expected prompt-cache share and cost with it; expected wall time."""
+    table = Table(
+        title=f"Prompt caching and wall time (estimates; run ~{_hours(plan.wall_time_s)})"
+    )
+    for col in ("model", "endpoint", "cached in tok", "share", "cost cached", "wall time"):
+        table.add_column(
+            col, overflow="fold", justify="left" if col in ("model", "endpoint") else "right"
+        )
+    table.add_column("limited by", overflow="fold")
+    for e in plan.endpoints:
+        table.add_row(
+            e.model if e.role == "simulation" else f"{e.model} (judge)",
+            e.endpoint,
+            f"{e.cached_input_tokens:,}",
+            "-" if e.cache_share is None else f"{e.cache_share:.1%}",
+            money(e.cached_cost_usd),
+            _hours(e.wall_time_s),
+            ", ".join(
+                f"{name.replace('_', ' ')} {_hours(seconds)}"
+                for name, seconds in sorted(e.wall_time_bounds.items(), key=lambda kv: -kv[1])
+            ),
+        )
+    return table
+
+
+def _hours(seconds: float | None) -> str:
+    return "-" if seconds is None else _duration(seconds)
 
 
 def _bar(done: int, total: int, width: int = 20) -> str:
@@ -77,8 +131,9 @@ def _count(n: float) -> str:
     return f"{n:,.0f}"
 
 
-def _progress_table(p: Progress) -> Table:
-    """Bars of simulations and calls and the counters, in lines that fit 80 columns."""
+def _progress_table(p: Progress, remote: bool = False) -> Table:
+    """Bars of simulations and calls and the counters, in lines that fit 80 columns
+    (``remote``: read from another process's store, without in-flight and replay counts)."""
     elapsed = time.monotonic() - p.started
     sims_done = p.skipped + p.done
     calls_done = p.calls + p.cache_hits
@@ -94,10 +149,10 @@ def _progress_table(p: Progress) -> Table:
         f"sims  {_bar(sims_done, p.total, 12)} {sims_done:,}/{p.total:,}   "
         f"calls {_bar(calls_done, p.calls_total, 12)} {_count(calls_done)}/{_count(p.calls_total)}"
     )
-    table.add_row(
-        f"{rate:,.1f} calls/s  {p.in_flight} in flight  elapsed {_duration(elapsed)}  ETA {eta}"
-    )
-    table.add_row(f"tokens {_count(p.tokens)}  cost {cost}  replayed {_count(p.cache_hits)}")
+    flight = "" if remote else f"  {p.in_flight} in flight"
+    table.add_row(f"{rate:,.1f} calls/s{flight}  elapsed {_duration(elapsed)}  ETA {eta}")
+    replayed = "" if remote else f"  replayed {_count(p.cache_hits)}"
+    table.add_row(f"tokens {_count(p.tokens)}  cost {cost}{replayed}")
     table.add_row(
         f"retries {p.retries}  failed attempts {p.attempts_failed}  failed sims {p.failures}"
     )
@@ -122,6 +177,25 @@ def progress_display(quiet: bool) -> Iterator[Callable[[Progress], None]]:
         yield update
 
 
+def watch_progress(read: Callable[[], tuple[Progress, bool, bool]], every_s: float = 1.0) -> None:
+    """Redraw a run's counters from ``read`` every ``every_s`` seconds until it reports the
+    run complete (or Ctrl-C); ``read`` returns counters, complete, a runner is active."""
+    with Live(console=console, refresh_per_second=4, transient=False) as live:
+        try:
+            while True:
+                progress, complete, running = read()
+                table = _progress_table(progress, remote=True)
+                statuses = ", ".join(f"{k} {v}" for k, v in sorted(progress.statuses.items()))
+                state = "complete" if complete else "running" if running else "no runner active"
+                table.add_row(f"{state}: {statuses or 'no simulations'}")
+                live.update(table)
+                if complete:
+                    return
+                time.sleep(every_s)
+        except KeyboardInterrupt:
+            return
+
+
 def render_run(result: RunResult) -> None:
     """Summary after ``alignbf run``."""
     p = result.progress
@@ -131,11 +205,18 @@ def render_run(result: RunResult) -> None:
         f"{statuses}); {p.calls:,} calls, {p.cache_hits:,} replayed from cache, "
         f"{p.tokens:,} tokens, cost {money(p.cost_usd) if not p.cost_unknown else 'unknown'}"
     )
+    if p.cache_share is not None:
+        console.print(
+            f"prompt cache: {p.cached_tokens:,} of {p.cache_reported_tokens:,} prompt tokens "
+            f"({p.cache_share:.1%}) read from the providers' caches"
+        )
     for endpoint, t in result.throttled.items():
         console.print(
             f"[yellow]{endpoint}: rate-limited (HTTP 429); concurrency was cut {t.cuts} time(s), "
             f"from {t.maximum} to as low as {t.lowest:g}, and was {t.final:.3g} at the end[/]"
         )
+    for line in result.notices:
+        console.print(f"[yellow]warning: {line}[/]", highlight=False)
     if result.stopped:
         console.print(
             f"[yellow]stopped early ({result.stopped}); run the same command again to resume[/]"
@@ -163,6 +244,12 @@ def render_status(status: dict[str, Any]) -> None:
         f"(failed attempts {status['failed_attempts']}); tokens in {status['input_tokens']:,} "
         f"out {status['output_tokens']:,}; cost {money(status['cost_usd'])}"
     )
+    share = status.get("cache_share")
+    if share is not None:
+        console.print(
+            f"prompt cache: {status['cached_tokens']:,} prompt tokens cached "
+            f"({share:.1%} of the prompt tokens of the calls that report it)"
+        )
 
 
 def _num(value: Any) -> str:

@@ -10,6 +10,7 @@ first, then among the root's configs (``study2`` and ``study2.yaml`` both work).
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 from functools import cache
@@ -62,9 +63,12 @@ def find_config(name: str | Path) -> Path:
     builtin = path("configs", stem)
     if builtin.exists():
         return builtin
-    raise ConfigError(
-        f"{name}: file not found (nor a built-in study; try one of: {', '.join(builtin_studies())})"
-    )
+    studies = builtin_studies()
+    if not studies:
+        raise ConfigError(f"{name}: file not found, and {path('configs')} holds no study configs")
+    close = difflib.get_close_matches(candidate.stem, studies, n=1)
+    hint = f"did you mean {close[0]}?" if close else f"try one of: {', '.join(studies)}"
+    raise ConfigError(f"{name}: file not found (nor a built-in study; {hint})")
 
 
 def builtin_studies() -> list[str]:

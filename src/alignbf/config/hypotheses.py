@@ -76,6 +76,9 @@ class MixedTerm(_Strict):
     """Column with the grouping factor of the random effects."""
     re_formula: str | None = None
     """Random-effects formula (null = random intercept; ``~x`` = intercept and slope)."""
+    per: float = Field(1.0, gt=0)
+    """Report the coefficient per this many units of the term (0.01 = per percentage point
+    of a 0..1 ratio), so it reads on the scale of the original report."""
 
 
 class Interaction(_Strict):
@@ -87,7 +90,13 @@ class Interaction(_Strict):
     factor: str = "alignment_ratio"
     """Predictor whose per-group slopes the estimate summarises."""
     by: str = "language"
-    """Grouping column; the estimate is the SD of the per-group slopes."""
+    """Grouping column."""
+    summary: Literal["sd_of_slopes", "rest_minus_reference"] = "sd_of_slopes"
+    """The estimate beside the omnibus F test: the SD of the per-group slopes of ``factor``
+    (no CI), or one fixed-effect contrast with its CI: the mean slope of the other groups
+    minus the slope of the formula's reference group (the mean of the interaction terms)."""
+    per: float = Field(1.0, gt=0)
+    """Report the contrast per this many units of ``factor`` (see ``mixed_term``)."""
 
 
 class PerGroup(_Strict):
@@ -203,6 +212,9 @@ class Hypothesis(_Strict):
     """Smallest effect of interest; CIs inside ``null ± bound`` count as no effect."""
     input: str | None = None
     """Take the data from this input run (see ``inputs``) instead of the analysed run."""
+    combine: list[str] = []
+    """Add the rows of these input runs to the analysed run's and recompute the indices on
+    the union, so every row shares one z-score reference (``input`` must then be unset)."""
 
     @model_validator(mode="after")
     def _check(self) -> Hypothesis:
@@ -234,6 +246,41 @@ class Hypothesis(_Strict):
         if right:
             return "supported"
         return "not_supported" if wrong or inside else "inconclusive"
+
+    def reason(
+        self, estimate: float, ci_low: float, ci_high: float, p_adj: float, null: float = 0.0
+    ) -> str:
+        """Why :meth:`decide` gives its verdict for these numbers, in words."""
+        if self.decision == "descriptive":
+            return "descriptive: no test is preregistered"
+        verdict = self.decide(estimate, ci_low, ci_high, p_adj, null)
+        b = self.equivalence_bound
+        band = f"{null:g} ± {b:g}" if b is not None else ""
+        ci = f"the {self.ci:.0%} CI [{ci_low:.3g}, {ci_high:.3g}]"
+        test = (
+            f"p_adj = {p_adj:.3g} {'<' if p_adj < self.alpha else '>='} alpha = {self.alpha:g}"
+            if not math.isnan(p_adj)
+            else "no p-value"
+        )
+        if self.expected == "equivalent":
+            where = {"supported": "lies inside", "not_supported": "lies outside"}
+            return f"{ci} {where.get(verdict, 'overlaps the edge of')} {band}"
+        if self.expected == "not_positive":
+            if verdict == "supported":
+                return f"{ci} stays below {null + (b or 0):g} (null + bound)"
+            if verdict == "not_supported":
+                return f"{test}, the estimate {estimate:.3g} above {null:g}"
+            return f"{ci} reaches {null + (b or 0):g} (null + bound) and {test}"
+        side = "above" if estimate > null else "below"
+        if verdict == "supported":
+            return f"{test}, the estimate {side} {null:g} as expected"
+        if verdict == "not_supported":
+            if b is not None and null - b < ci_low and ci_high < null + b:
+                return f"{ci} lies inside {band}: no effect of interest"
+            return f"{test}, the estimate {side} {null:g}, against the expectation"
+        if math.isnan(p_adj) or p_adj >= self.alpha:
+            return test + (f"; {ci} is not inside {band}" if b is not None else "")
+        return f"{test}, but the estimate equals {null:g}"
 
 
 class Family(_Strict):
@@ -293,6 +340,11 @@ class Prereg(_Strict):
                 raise ValueError(f"hypotheses[{i}].family {h.family!r} is not one of: {known}")
             if h.input is not None and h.input not in self.inputs:
                 raise ValueError(f"hypotheses[{i}].input {h.input!r} is not declared in inputs")
+            for name in h.combine:
+                if name not in self.inputs:
+                    raise ValueError(f"hypotheses[{i}].combine {name!r} is not declared in inputs")
+            if h.combine and h.input is not None:
+                raise ValueError(f"hypotheses[{i}]: give input or combine, not both")
         return self
 
 

@@ -7,21 +7,61 @@
 from __future__ import annotations
 
 import difflib
+import math
+import typing
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from alignbf.config import assets
+from alignbf.config.urls import redact_urls
 from alignbf.config.yamlfile import load_yaml
 from alignbf.errors import ConfigError
 
 ZScope = Literal["control", "language", "pooled", "model"]
 
 
+MAX_SIMULATIONS = 1_000_000
+"""Largest crossed design (cells before exclusions x replicates) a study may have. The
+paper's largest study has 1,200; a million simulations of ten agents over 15 turns are
+150 million calls, beyond any budget, and a grid that size would only exhaust memory."""
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field annotation accepts booleans (or holds no numbers at all)."""
+    if annotation is bool:
+        return True
+    if annotation in (int, float):
+        return False
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list:
+        return _takes_bool(args[0]) if args else True
+    return not args or any(_takes_bool(arg) for arg in args if arg is not type(None))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML `true` would otherwise pass as the number 1
+        field = cls.model_fields.get(info.field_name or "")
+        values = value if isinstance(value, list) else [value]
+        bools = any(isinstance(v, bool) for v in values)
+        if bools and field is not None and not _takes_bool(field.annotation):
+            raise ValueError("must be a number, not true or false")
+        return value
 
 
 class Agents(_Strict):
@@ -130,7 +170,27 @@ class EchoFilter(_Strict):
         return {**self.languages, "word": self.words, "char": self.chars}
 
 
+class Judge(_Strict):
+    model: str = Field(min_length=1)
+    """Model name of the judge; mapped to an endpoint in the study's ``endpoints`` (the
+    synthetic backend answers it from the oracle)."""
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    """Sampling temperature of every judge call."""
+    seed: int = Field(0, ge=0)
+    """API seed of a judge call (plus the attempt number when a reply is re-asked)."""
+    max_tokens: int = Field(64, ge=8, le=4096)
+    """Upper bound on tokens per judge reply (one small JSON object)."""
+    max_attempts: int = Field(3, ge=1, le=10)
+    """Requests per utterance while the reply is not JSON of the expected shape; after
+    the last the utterance is recorded as unlabelled, never guessed."""
+
+
 class Scoring(_Strict):
+    instrument: Literal["lexicon", "judge", "both"] = "lexicon"
+    """What counts the categories of each utterance: the keyword lexicons, a judge model
+    (``judge``) or both (indices from the lexicon, plus lexicon-judge agreement)."""
+    judge: Judge | None = None
+    """The judge model and its sampling; required when ``instrument`` is judge or both."""
     zscore_scope: ZScope = "control"
     """Reference of the z-scores: ``control`` (within language: the control cell's mean and
     the pooled within-cell SD), ``language``, ``pooled`` (the whole study) or ``model``."""
@@ -146,6 +206,12 @@ class Scoring(_Strict):
     """CPI = z(monologue ratio) + z(coercive) - z(protective) by default."""
     di: IndexWeights = IndexWeights(monologue_ratio=1.0, coercive=-1.0, protective=1.0)
     """DI = z(monologue ratio) + z(protective) - z(coercive) by default."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Scoring:
+        if self.instrument != "lexicon" and self.judge is None:
+            raise ValueError(f"instrument {self.instrument!r} needs a judge block (judge.model)")
+        return self
 
 
 class Budget(_Strict):
@@ -189,12 +255,36 @@ class Study(_Strict):
     def _check(self) -> Study:
         if self.agents.target > self.agents.count:
             raise ValueError(f"agents.target = {self.agents.target} exceeds agents.count")
+        self._check_size()
+        judge = self.scoring.judge
+        if judge is not None and self.endpoints and judge.model not in self.endpoints:
+            raise ValueError(
+                f"scoring.judge.model {judge.model!r} is not mapped to an endpoint in endpoints"
+            )
         for i, ex in enumerate(self.exclusions):
             if ex.language is not None and ex.language not in self.factors.languages:
                 raise ValueError(f"exclusions[{i}].language {ex.language!r} is not in the design")
             if ex.model is not None and ex.model not in self.factors.models:
                 raise ValueError(f"exclusions[{i}].model {ex.model!r} is not in the design")
         return self
+
+    def _check_size(self) -> None:
+        """Refuse a design past ``MAX_SIMULATIONS`` from the factor sizes (no cell is built)."""
+        f = self.factors
+        sizes = {
+            "alignment ratio(s)": len(f.alignment_ratios),
+            "language(s)": len(f.languages),
+            "individuation level(s)": len(f.individuation_ratios),
+            "model(s)": len(f.models),
+            "replicates": self.replicates,
+        }
+        total = math.prod(sizes.values())
+        if total > MAX_SIMULATIONS:
+            shown = " x ".join(f"{n:,} {what}" for what, n in sizes.items())
+            raise ValueError(
+                f"the design has {shown} = {total:,} simulations, more than the "
+                f"{MAX_SIMULATIONS:,} a study may have; split it into studies or use fewer levels"
+            )
 
 
 def load_languages() -> dict[str, dict[str, Any]]:
@@ -249,6 +339,8 @@ def phrase(error: Any, where: str, fields: list[str]) -> str:
     if not loc:
         return msg
     shown = error.get("input")
+    if isinstance(shown, str):
+        shown = redact_urls(shown)
     got = "" if isinstance(shown, (dict, list)) or shown is None else f" (got {shown!r})"
     return f"{where}: {msg}{got}"
 

@@ -89,6 +89,9 @@ def _parse_json(text: str, names: dict[str, int]) -> Parsed:
         out.whisper_to = _recipient(whisper["to"], names)
         out.whisper_text = str(whisper.get("text", "")).strip()
         out.format_ok = out.whisper_to is not None
+    elif whisper not in (None, {}, ""):
+        # a whisper with no usable recipient is never stored as a whisper to nobody
+        out.format_ok = False
     return out
 
 
@@ -124,6 +127,16 @@ def parse_reply(text: str, channel_format: str, names: dict[str, int]) -> Parsed
     if channel_format == "json":
         return _parse_json(text, names)
     return _parse_tagged(text, names)
+
+
+def _first_error(tasks: list[asyncio.Task[Completion]]) -> BaseException:
+    """The exception of the lowest-numbered agent whose task failed (not merely cancelled)."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            assert error is not None
+            return error
+    return RuntimeError("a simultaneous turn failed without an error")
 
 
 @dataclass
@@ -243,11 +256,16 @@ class Conversation:
             self.out.rows.append((turn, -1, "event", None, event))
             if self.spec.turn_order == "simultaneous":
                 upto = len(self.record)
-                async with asyncio.TaskGroup() as tg:
-                    tasks = [
-                        tg.create_task(self._speak(ask, i, turn, event, upto))
-                        for i in range(self.spec.n_agents)
-                    ]
+                tasks: list[asyncio.Task[Completion]] = []
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tasks = [
+                            tg.create_task(self._speak(ask, i, turn, event, upto))
+                            for i in range(self.spec.n_agents)
+                        ]
+                except* Exception:
+                    # the error itself, as in sequential order (the first agent's that failed)
+                    raise _first_error(tasks) from None
                 for i, task in enumerate(tasks):
                     self._absorb(i, turn, task.result())
             else:

@@ -66,6 +66,21 @@ class Progress:
     """Failed attempts (each logged in ``attempts``), retried or not."""
     budget_usd: float | None = None
     """The study's ``budget.usd``."""
+    prompt_tokens: int = 0
+    """Prompt tokens of the calls made in this run."""
+    cached_tokens: int = 0
+    """Of those, tokens the providers read from their prompt caches (where reported)."""
+    cache_reported_tokens: int = 0
+    """Prompt tokens of the calls whose response said how many of them were cached."""
+
+    @property
+    def cache_share(self) -> float | None:
+        """Cached / prompt tokens over the calls that reported it; None if none did."""
+        return _share(self.cached_tokens, self.cache_reported_tokens)
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
 
 
 @dataclass
@@ -78,6 +93,8 @@ class RunResult:
     """Why the run stopped early (``interrupted``, ``budget: …``), or None."""
     throttled: dict[str, Any] = field(default_factory=dict)
     """Endpoints whose concurrency 429s cut: endpoint id -> ``ConcurrencySummary``."""
+    notices: list[str] = field(default_factory=list)
+    """Warnings about endpoints from the backend (e.g. a parameter switched off), one line each."""
 
     @property
     def complete(self) -> bool:
@@ -153,6 +170,8 @@ class Runner:
         """(sim_id, model, when it failed) of simulations that ended ``infra_error``."""
         if hasattr(backend, "on_attempt_failed"):
             backend.on_attempt_failed = self._attempt_failed
+        if hasattr(backend, "bind_store"):  # the batching backend records its jobs here
+            backend.bind_store(store)
 
     def _attempt_failed(self, *row: Any) -> None:
         self.store.log_attempt(row)
@@ -180,6 +199,10 @@ class Runner:
         p.calls += 1
         p.tokens += completion.prompt_tokens + completion.completion_tokens
         p.retries += completion.attempts - 1
+        p.prompt_tokens += completion.prompt_tokens
+        if completion.cached_tokens is not None:
+            p.cached_tokens += completion.cached_tokens
+            p.cache_reported_tokens += completion.prompt_tokens
         if completion.cost_usd is None:
             p.cost_unknown += 1
         else:
@@ -203,10 +226,18 @@ class Runner:
                 completion.system_fingerprint,
                 ",".join(completion.flags),
                 time.time(),
+                completion.cached_tokens,
+                completion.cache_write_tokens,
             )
         )
         self.on_progress(p)
         return completion
+
+    async def ask(self, request: ChatRequest, digest: str) -> Completion:
+        """One paid call through the budget, the backend and the write-through store, as a
+        simulation's calls go (the judge sends its requests this way); ``digest`` is the
+        part of the cache key that identifies the messages."""
+        return await self._ask(request, digest)
 
     async def _converse(self, spec: SimSpec) -> tuple[str, str | None, Conversation]:
         """Play one simulation; returns its status, error text and the conversation."""
@@ -251,7 +282,19 @@ class Runner:
         for spec in queue:
             if self.stop_reason:
                 return
+            await self._tracked(spec)
+
+    async def _tracked(self, spec: SimSpec) -> None:
+        """Run one simulation, telling a batching backend how many are in flight."""
+        started = getattr(self.backend, "simulation_started", None)
+        finished = getattr(self.backend, "simulation_finished", None)
+        if started is not None:
+            started()
+        try:
             await self._simulate(spec)
+        finally:
+            if finished is not None:
+                finished()
 
     async def run(self, specs: list[SimSpec]) -> None:
         """Run every spec not yet finished, ``concurrency`` simulations at a time."""
@@ -336,6 +379,7 @@ def open_run(
     """Open (or create) a run directory for this study; refuse one holding another config."""
     if run_dir.exists() and not run_dir.is_dir():
         raise StoreError(f"{run_dir}: exists and is not a directory")
+    _refuse_foreign_dir(run_dir)
     store = Store(run_dir)
     config_text = read_text(config_path)
     stored = store.get("config")
@@ -358,6 +402,24 @@ def open_run(
         store.set_fact("backend", backend_name)
     write_manifest(run_dir, _manifest(study, config_path, backend_name, extra))
     return store
+
+
+def _refuse_foreign_dir(run_dir: Path) -> None:
+    """Refuse to start a run inside a directory of other files (or the current directory)."""
+    if not run_dir.is_dir() or (run_dir / "run.sqlite").exists():
+        return
+    if run_dir.resolve() == Path.cwd().resolve():
+        raise StoreError(
+            f"--run-dir {str(run_dir)!r}: the current directory is not a run directory; "
+            "name a new one, e.g. runs/NAME"
+        )
+    others = sorted(p.name for p in run_dir.iterdir() if p.name != ".lock")
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise StoreError(
+            f"{run_dir}: not a run directory and not empty ({len(others)} entries: {shown}); "
+            "name a new or empty directory for the run"
+        )
 
 
 def default_run_dir(study: Study, backend_name: str) -> Path:
@@ -429,7 +491,8 @@ def run_study(
             store.set_fact(
                 "throttled", json.dumps({k: dataclasses.asdict(v) for k, v in throttled.items()})
             )
-        return RunResult(run_dir, runner.progress, stopped, throttled)
+        notices = backend.notices() if hasattr(backend, "notices") else []
+        return RunResult(run_dir, runner.progress, stopped, throttled, notices)
     finally:
         store.close()
 

@@ -13,6 +13,7 @@ A reply is a pure function of the request (seed and messages).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alignbf.config import assets
 from alignbf.config.prompts import load_prompts
+from alignbf.config.rubric import JUDGE_CATEGORIES, read_judge_request
 from alignbf.config.study import _describe, load_languages
 from alignbf.config.yamlfile import load_yaml
 from alignbf.errors import ConfigError
@@ -90,9 +92,17 @@ class World(BaseModel):
     """Effect of the individuation instruction: ``default`` and per language."""
     models: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     """Per-model overrides: model -> ``alignment``/``individuation`` -> language -> effects."""
+    refusal_rate_aligned: float = Field(0.0, ge=0, le=1)
+    """Probability that an alignment-instructed agent's reply refuses the task or steps
+    out of its role (a sentence of the bank's ``refusal`` list, in the channel format)."""
+    refusal_rate_unaligned: float = Field(0.0, ge=0, le=1)
+    """The same for an agent without the alignment instruction."""
     echo_rate: float = Field(0.0, ge=0, le=1)
     """Probability that an alignment-instructed or individuated agent's talk restates one
     sentence of its own instruction text (labelled ``echo`` by the oracle)."""
+    judge_error_rate: float = Field(0.0, ge=0, le=1)
+    """Probability that the synthetic judge flips each category label of an utterance
+    (0 = it answers the oracle's labels exactly)."""
     expected: dict[str, Literal["positive", "negative", "not_positive"]] = {}
     """Directions this world plants, by preregistered hypothesis id
     (``alignbf replicate --against planted:<world>``)."""
@@ -110,6 +120,14 @@ def load_world(path: str | Path | None = None) -> World:
     resolved = Path(name)
     if not resolved.exists():
         resolved = assets.path("configs", "synthetic", f"{Path(name).stem}.yaml")
+    if not resolved.exists():
+        worlds = sorted(p.stem for p in resolved.parent.glob("*.yaml"))
+        close = difflib.get_close_matches(Path(name).stem, worlds, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"--world {str(name)!r}: no such world file or built-in world; {hint}"
+            f"built-in: {', '.join(worlds) or 'none'}"
+        )
     data = load_yaml(resolved)
     try:
         return World.model_validate(data)
@@ -124,6 +142,8 @@ class _Bank:
     talk: dict[str, tuple[str, ...]]
     monologue: dict[str, tuple[str, ...]]
     fragments: tuple[tuple[str, str], ...]
+    refusal: tuple[str, ...] = ()
+    """Replies that refuse the task (independent of ``data/refusals/``)."""
     """(fragment, category) pairs used to recognise what the group said."""
 
 
@@ -145,7 +165,7 @@ def _load_bank(language: str, root: Path) -> _Bank:
         usable = [f for f in map(_fragment, talk[kind]) if len(f) >= 4]
         for frag in usable[:CONTAGION_CUES]:
             fragments.append((frag, "protective" if kind == "harmony_protective" else kind))
-    return _Bank(language, talk, mono, tuple(fragments))
+    return _Bank(language, talk, mono, tuple(fragments), tuple(data.get("refusal") or ()))
 
 
 @dataclass(frozen=True)
@@ -243,8 +263,25 @@ class SyntheticModel:
         return {k: v / total for k, v in counts.items()} if total else {}
 
     def reply(self, request: ChatRequest) -> str:
-        """The synthetic agent's reply to a request."""
+        """The synthetic agent's reply to a request (or the judge's, to a judge request)."""
+        judged = read_judge_request(request.messages)
+        if judged is not None:
+            return self.judge_reply(request, *judged)
         return self.labelled_reply(request)[0]
+
+    def judge_reply(self, request: ChatRequest, language: str, utterance: str) -> str:
+        """The judge's JSON labels of one utterance: the oracle's categories, each flipped
+        with probability ``judge_error_rate``, deterministically per request."""
+        truth = oracle_labels(language, utterance)
+        digest = hashlib.blake2b(
+            f"judge|{request.seed}|{request.messages[0]['content']}|"
+            f"{request.messages[-1]['content']}".encode(),
+            digest_size=8,
+        ).digest()
+        rng = random.Random(int.from_bytes(digest, "big"))
+        rate = self.world.judge_error_rate
+        labels = {c: truth[c] ^ (rng.random() < rate) for c in JUDGE_CATEGORIES}
+        return json.dumps(labels)
 
     def labelled_reply(self, request: ChatRequest) -> tuple[str, dict[str, list[str]]]:
         """The reply and, per channel, the kind of each sentence in it (the oracle)."""
@@ -254,6 +291,9 @@ class SyntheticModel:
         digest = hashlib.blake2b(
             f"{request.seed}|{len(request.messages)}|{system}|{last}".encode(), digest_size=8
         ).digest()
+        refusal = self._refusal(digest, cond)
+        if refusal is not None:
+            return refusal, {"talk": [], "monologue": []}
         rng = random.Random(int.from_bytes(digest, "big"))
         found = _FIRST_INT.search(last)
         turn = int(found.group(0)) if found else len(request.messages) // 2
@@ -262,6 +302,27 @@ class SyntheticModel:
         weights = [math.exp(x / temp) for x in logits]
         extra = self._group_offsets(request.seed, tuple(sorted(self.world.group_variation.items())))
         return self._compose(rng, cond, request.model, weights, extra.get("monologue", 0.0))
+
+    def _refusal(self, digest: bytes, cond: _Condition) -> str | None:
+        """A refusal in the channel format, at the world's rate for the agent's condition.
+
+        Drawn from its own hash of the request, and only when the rate is above 0, so a
+        world without refusals writes exactly the replies it wrote before they existed.
+        """
+        w = self.world
+        rate = w.refusal_rate_aligned if cond.aligned else w.refusal_rate_unaligned
+        if not rate:
+            return None
+        draw = hashlib.blake2b(b"refusal|" + digest, digest_size=16).digest()
+        if int.from_bytes(draw[:8], "big") / 2**64 >= rate:
+            return None
+        pool = _bank(cond.language).refusal
+        if not pool:
+            raise ConfigError(f"synthetic bank {cond.language}: no refusal sentences")
+        text = pool[int.from_bytes(draw[8:], "big") % len(pool)]
+        if cond.channel_format == "json":
+            return json.dumps({"talk": text, "monologue": ""}, ensure_ascii=False)
+        return f"[TALK] {text}\n[MONOLOGUE]"
 
     def _compose(
         self, rng: random.Random, cond: _Condition, model: str, weights: list[float], mono: float
@@ -412,3 +473,9 @@ def oracle_sentences(language: str, text: str) -> list[tuple[str, str, str]]:
                     break
         out.append((kind or "neutral", sentence, entry))
     return out
+
+
+def oracle_labels(language: str, text: str) -> dict[str, int]:
+    """1 for each scoring category some sentence of ``text`` expresses, per the oracle."""
+    found = {c for kind, _, _ in oracle_sentences(language, text) for c in ORACLE_CATEGORIES[kind]}
+    return {c: int(c in found) for c in JUDGE_CATEGORIES}

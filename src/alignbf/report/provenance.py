@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from alignbf.store.store import Store
+from alignbf.store.store import Store, columns
 
 if TYPE_CHECKING:
     from alignbf.analysis.analyze import Analysis
@@ -78,21 +78,35 @@ def models_used(run_dir: Path) -> pd.DataFrame:
     Returns:
         Columns ``model``, ``resolved_model``, ``endpoint``, ``system_fingerprints``
         (distinct values, comma-separated), ``calls``, ``prompt_tokens``,
-        ``completion_tokens``, ``cost_usd`` ("unknown" when any call has no price).
+        ``completion_tokens``, ``cache_hit_share`` (prompt tokens read from the
+        provider's prompt cache / prompt tokens, over the calls that reported it;
+        "not reported" otherwise) and ``cost_usd`` ("unknown" when any call has no price).
     """
     store = Store(run_dir, readonly=True)
     try:
+        reported = "cached_tokens" in columns(store.conn, "calls")
+        cache = (
+            "sum(cached_tokens) AS cached, "
+            "sum(prompt_tokens) FILTER (WHERE cached_tokens IS NOT NULL) AS reported, "
+            if reported
+            else "NULL AS cached, NULL AS reported, "
+        )
         frame = pd.read_sql_query(
             "SELECT model, coalesce(resolved_model, '') AS resolved_model, endpoint, "
             "coalesce(group_concat(DISTINCT system_fingerprint), '') AS system_fingerprints, "
             "count(*) AS calls, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
-            "coalesce(sum(completion_tokens), 0) AS completion_tokens, "
+            f"coalesce(sum(completion_tokens), 0) AS completion_tokens, {cache}"
             "sum(cost_usd) AS cost, sum(cost_usd IS NULL) AS unpriced "
             "FROM calls GROUP BY model, resolved_model, endpoint ORDER BY model, endpoint",
             store.conn,
         )
     finally:
         store.close()
+    frame["cache_hit_share"] = [
+        f"{cached / whole:.1%}" if whole and whole == whole else "not reported"
+        for cached, whole in zip(frame["cached"], frame["reported"], strict=True)
+    ]
+    frame = frame.drop(columns=["cached", "reported"])
     frame["cost_usd"] = [
         "unknown" if unpriced else f"{cost or 0:.2f}"
         for cost, unpriced in zip(frame["cost"], frame["unpriced"], strict=True)

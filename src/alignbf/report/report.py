@@ -18,6 +18,8 @@ import pandas as pd
 
 from alignbf.analysis.analyze import Analysis
 from alignbf.analysis.attrition import EXCLUDED, flow
+from alignbf.analysis.descriptives import cell_descriptives
+from alignbf.report.examples import examples_html, examples_markdown, extremes
 from alignbf.report.figures import report_figures
 from alignbf.report.provenance import deviations, models_used, run_facts
 from alignbf.report.tables import (
@@ -113,9 +115,39 @@ def _measurement_blocks(analysis: Analysis) -> list[Block]:
     return blocks + _validity_blocks(analysis)
 
 
+def _judge_blocks(analysis: Analysis) -> list[Block]:
+    """The instrument the verdicts use and, with a judge, lexicon-judge agreement."""
+    instrument = analysis.scores.instrument
+    blocks: list[Block] = [("p", f"Verdicts are computed from the {instrument}'s counts.")]
+    path = analysis.run_dir / "analysis" / "judge_agreement.csv"
+    if analysis.scores.labels is None or not path.exists():
+        return blocks
+    table = pd.read_csv(path)
+    view = pd.DataFrame(
+        {
+            "language": table["language"],
+            "category": table["category"],
+            "comparison": table["comparison"].str.replace("_vs_", " vs ", regex=False),
+            "n": table["n"].astype(str),
+            "unlabelled": table["unlabelled"].astype(str),
+            "agreement": [fmt(float(v)) for v in table["agreement"]],
+            "kappa": [fmt(float(v)) for v in table["kappa"]],
+        }
+    )
+    oracle = table["comparison"].str.contains("oracle").any()
+    text = (
+        "Cohen's kappa per language and category between the lexicon (a hit, echoes left "
+        "out) and the judge model, per judged utterance"
+        + (", and of each against the synthetic oracle" if oracle else "")
+        + "; unlabelled utterances (judge replies that never had the expected JSON shape) "
+        "are left out and counted:"
+    )
+    return [*blocks, ("p", text), ("table", view)]
+
+
 def _validity_blocks(analysis: Analysis) -> list[Block]:
     path = analysis.run_dir / "analysis" / "validity.csv"
-    blocks: list[Block] = [("h2", "Measurement validity")]
+    blocks: list[Block] = [("h2", "Measurement validity"), *_judge_blocks(analysis)]
     if not path.exists():
         return [
             *blocks,
@@ -153,6 +185,26 @@ def _ci(row: Any, name: str) -> str:
     return f"{fmt(float(value))} [{fmt(float(low))}, {fmt(float(high))}]"
 
 
+REFUSAL_NOTE = (
+    "Over the simulations that ran: format_failures is the share of replies that broke the "
+    "channel format; refusals the share that refuse the task or step out of role (patterns in "
+    "data/refusals/, awaiting native review), counted as data and still scored; "
+    "content_filter the responses that ended with finish_reason content_filter."
+)
+
+
+ATTRITION_ROWS = 20
+"""Above this many cells the attrition section shows one row per language and the
+per-cell table is folded below the figures."""
+
+
+def _attrition_detail(analysis: Analysis) -> list[Block]:
+    if len(analysis.attrition) <= ATTRITION_ROWS:
+        return []
+    summary = f"Attrition per cell ({len(analysis.attrition)} cells)"
+    return [("details", (summary, attrition_view(analysis.attrition)))]
+
+
 def _attrition_blocks(analysis: Analysis) -> list[Block]:
     totals = flow(analysis.attrition[analysis.attrition["source"] == "main"])
     excluded = ", ".join(f"{k} {totals[k]}" for k in EXCLUDED if totals[k]) or "none"
@@ -162,7 +214,12 @@ def _attrition_blocks(analysis: Analysis) -> list[Block]:
         f"not started {totals['not_started']}."
     )
     blocks: list[Block] = [("h2", "Attrition"), ("p", line)]
-    blocks.append(("table", attrition_view(analysis.attrition)))
+    view = attrition_view(analysis.attrition, max_rows=ATTRITION_ROWS)
+    if len(view) < len(analysis.attrition):
+        blocks.append(("p", f"Per language ({len(analysis.attrition)} cells in the detail below "
+                            "the figures):"))  # fmt: skip
+    blocks.append(("table", view))
+    blocks.append(("p", REFUSAL_NOTE))
     d = analysis.differential
     if not d.empty:
         flagged = ", ".join(sorted(set(d.loc[d["flagged"], "language"]))) or "none"
@@ -179,6 +236,30 @@ def _attrition_blocks(analysis: Analysis) -> list[Block]:
                   "excluded_low", "excluded_high", "slope", "p_adj", "flagged"]]  # fmt: skip
         blocks.append(("table", view))
     return blocks
+
+
+def _descriptive_blocks(analysis: Analysis) -> list[Block]:
+    cells = cell_descriptives(analysis.scores.simulations)
+    if cells.empty:
+        return []
+    view = cells[["language", "alignment_ratio", "individuation_ratio", "model", "n"]].copy()
+    for column in ("alignment_ratio", "individuation_ratio"):
+        view[column] = view[column].map("{:g}".format)
+    names = {"cpi": "CPI", "di": "DI", "monologue_ratio": "monologue ratio",
+             "coercive_rate": "coercive /1k", "protective_rate": "protective /1k"}  # fmt: skip
+    for outcome, name in names.items():
+        if f"{outcome}_mean" in cells.columns:
+            view[name] = [
+                f"{fmt(float(m))} ({fmt(float(sd))})"
+                for m, sd in zip(cells[f"{outcome}_mean"], cells[f"{outcome}_sd"], strict=True)
+            ]
+    note = (
+        "Mean (SD) per cell over the analysed simulations: the indices, and the raw "
+        "components they standardise (monologue ratio: share of an agent's units in the "
+        "private monologue; coercive and protective: lexicon hits per 1,000 units of the "
+        "counted channels). Also in analysis/cells.csv."
+    )
+    return [("h2", "Descriptives per cell"), ("p", note), ("table", view)]
 
 
 def _provenance_blocks(analysis: Analysis) -> list[Block]:
@@ -208,7 +289,9 @@ def _figure_blocks(analysis: Analysis) -> list[Block]:
 
 def document(analysis: Analysis) -> list[Block]:
     """The report as blocks: ``(kind, content)`` with kinds banner, h1, h2, p, list,
-    table (a DataFrame of strings) and figure (a :class:`alignbf.report.figures.Figure`)."""
+    table (a DataFrame of strings), details (a summary line and a table, folded in HTML),
+    figure (a :class:`alignbf.report.figures.Figure`) and
+    examples (rows of :func:`alignbf.report.examples.extremes`)."""
     blocks: list[Block] = []
     if analysis.synthetic:
         world = analysis.backend.partition(":")[2] or "default"
@@ -225,10 +308,27 @@ def document(analysis: Analysis) -> list[Block]:
         blocks.append(("p", analysis.notice[0].upper() + analysis.notice[1:] + "."))
     blocks += _attrition_blocks(analysis)
     blocks += _verdict_blocks(analysis)
+    blocks += _descriptive_blocks(analysis)
     blocks += _measurement_blocks(analysis)
     blocks += _figure_blocks(analysis)
+    blocks += _attrition_detail(analysis)
+    blocks += _example_blocks(analysis)
     blocks += _provenance_blocks(analysis)
     return blocks
+
+
+def _example_blocks(analysis: Analysis) -> list[Block]:
+    rows = extremes(analysis.run_dir, analysis.scores.simulations)
+    if not rows:
+        return []
+    where = (
+        "ids link to the viewer's pages exported beside this report"
+        if any(r["href"] for r in rows)
+        else "`alignbf view RUN` shows each conversation; "
+        "`alignbf view RUN --export RUN/viewer` makes these ids links"
+    )
+    text = f"Per cell, the simulations with the highest and the lowest CPI ({where}):"
+    return [("h2", "Examples"), ("p", text), ("examples", rows)]
 
 
 def _md_cell(value: Any) -> str:
@@ -256,6 +356,10 @@ def markdown(blocks: list[Block]) -> str:
             out.append("\n".join(f"- {item}" for item in content))
         elif kind == "table":
             out.append(_md_table(content))
+        elif kind == "examples":
+            out.append(examples_markdown(content))
+        elif kind == "details":
+            out.append(f"## {content[0]}\n\n{_md_table(content[1])}")
         elif kind == "figure":
             out.append(f"![{content.caption}]({content.name}.png)\n\n*{content.caption}*")
     return "\n\n".join(out) + "\n"
@@ -280,8 +384,13 @@ def _html_block(kind: str, content: Any) -> str:
         return f"<{kind}>{html.escape(content)}</{kind}>"
     if kind == "list":
         return "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in content) + "</ul>"
+    if kind == "examples":
+        return examples_html(content)
     if kind == "table":
         return _html_table(content)
+    if kind == "details":
+        summary, frame = content
+        return f"<details><summary>{html.escape(summary)}</summary>{_html_table(frame)}</details>"
     data = base64.b64encode(content.png).decode("ascii")
     alt = html.escape(content.caption)
     return (

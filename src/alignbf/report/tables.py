@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from alignbf.analysis.attrition import EXCLUDED
+from alignbf.analysis.attrition import EXCLUDED, add_response_shares
 
 if TYPE_CHECKING:
     from alignbf.analysis.analyze import Analysis
@@ -63,7 +63,8 @@ def verdict_view(verdicts: pd.DataFrame, full: bool = True, locked: bool = True)
     Returns:
         One row per hypothesis with the text columns ``id``, ``statement``
         (marked "(exploratory)" when so), [``expected``, ``estimator``,] ``estimate``,
-        ``CI``, ``p``, ``p_adj``, ``verdict`` [and ``paper``, the reference].
+        ``CI``, ``p``, ``p_adj``, ``verdict`` [, ``why`` (the verdict's reason in words)
+        and ``paper``, the reference].
     """
     rows = [
         {
@@ -81,12 +82,13 @@ def verdict_view(verdicts: pd.DataFrame, full: bool = True, locked: bool = True)
                 if not locked and not r.exploratory and r.verdict in ("supported", "not_supported")
                 else ""
             ),
+            "why": getattr(r, "reason", ""),
             "paper": r.reference,
         }
         for r in verdicts.itertuples()
     ]
     frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["id"])
-    return frame if full else frame.drop(columns=["expected", "estimator", "paper"])
+    return frame if full else frame.drop(columns=["expected", "estimator", "why", "paper"])
 
 
 def attrition_view(attrition: pd.DataFrame, max_rows: int | None = None) -> pd.DataFrame:
@@ -99,13 +101,17 @@ def attrition_view(attrition: pd.DataFrame, max_rows: int | None = None) -> pd.D
     Returns:
         Text columns ``source``, ``language``, ``alignment``, ``individuation``, ``model``,
         ``planned``, ``run``, ``ok``, ``analysed``, ``excluded``, the excluded statuses
-        that occur, and ``pending`` / ``not_started`` when any.
+        that occur, ``pending`` / ``not_started`` when any, then the shares of the
+        replies that broke the format (``format_failures``) and that refused the task
+        (``refusals``), and ``content_filter`` (calls) when any.
     """
     frame = attrition.copy()
     if max_rows is not None and len(frame) > max_rows:
         counts = [c for c in frame.columns if pd.api.types.is_integer_dtype(frame[c])]
         frame = frame.groupby(["source", "model", "language"], sort=False)[counts].sum()
         frame = frame.reset_index().assign(alignment_ratio="all", individuation_ratio="all")
+        if "replies" in frame:
+            frame = add_response_shares(frame)
     frame = frame.rename(
         columns={"alignment_ratio": "alignment", "individuation_ratio": "individuation"}
     )
@@ -122,41 +128,107 @@ def attrition_view(attrition: pd.DataFrame, max_rows: int | None = None) -> pd.D
         "excluded",
     ]
     keep += [c for c in [*EXCLUDED, "pending", "not_started"] if frame[c].sum() > 0]
+    if "refusal_share" in frame:
+        frame["format_failures"] = frame["format_failure_share"].map(_share)
+        frame["refusals"] = frame["refusal_share"].map(_share)
+        frame["content_filter"] = frame["content_filter_calls"]
+        keep += ["format_failures", "refusals"]
+        keep += ["content_filter"] if frame["content_filter_calls"].sum() > 0 else []
     return frame[keep].astype(str)
+
+
+def _share(value: float) -> str:
+    return "–" if pd.isna(value) else f"{100 * value:.1f}%"
 
 
 NARROW = 120
 """Terminal width below which long text columns are left out of printed tables."""
 
 
+KEEP_WHOLE = ("id", "verdict", "outcome", "language", "cell", "estimate [CI]", "p_adj")
+"""Columns never folded in a printed table (ids and outcomes stay readable)."""
+CONSTANT = ("source", "alignment", "individuation", "model")
+"""Design columns printed in the title instead when every row has the same value."""
+
+
+def _compact_attrition(frame: pd.DataFrame) -> pd.DataFrame:
+    """An attrition view for a narrow terminal: the design columns joined into one
+    ``cell`` column, counts that repeat ``planned`` or are all zero left out (the CONSORT
+    line printed below the table carries the totals)."""
+    design = [c for c in ("source", "language", *CONSTANT[1:]) if c in frame.columns]
+    out = frame.drop(columns=design)
+    out.insert(0, "cell", frame[design].astype(str).agg(" ".join, axis=1))
+    same = [c for c in ("registered", "run") if c in out and (out[c] == out["planned"]).all()]
+    zero = [c for c in out.columns[1:] if (out[c].astype(str) == "0").all()]
+    out = out.drop(columns=same + zero)
+    return out.rename(columns={"format_failures": "format", "content_filter": "filtered"})
+
+
 def rich_table(frame: pd.DataFrame, title: str) -> Any:
     """A rich Table of a text frame; a ``verdict`` column is coloured.
 
     In a terminal narrower than 120 columns the long text columns (``statement``,
-    ``paper``) are left out; the report and ``--json`` carry them.
+    ``paper``, ``why``) are left out; the report and ``--json`` carry them. Design columns
+    with one value over all rows move into the title, and ids, outcomes and verdicts are
+    never folded, so the table reads at 80 columns.
     """
     from rich.console import Console
     from rich.table import Table
 
     if Console().width < NARROW:
-        frame = frame.drop(columns=[c for c in ("statement", "paper") if c in frame.columns])
+        wide = ("statement", "paper", "why")
+        frame = frame.drop(columns=[c for c in wide if c in frame.columns])
+    if len(frame) > 1:
+        same = [c for c in CONSTANT if c in frame.columns and frame[c].nunique() == 1]
+        if same:
+            title += " — " + ", ".join(f"{c} {frame[c].iloc[0]}" for c in same)
+            frame = frame.drop(columns=same)
+    if Console().width < NARROW and "planned" in frame.columns:
+        frame = _compact_attrition(frame)
     table = Table(title=title)
     for column in frame.columns:
-        wide = column in ("statement", "paper")
-        table.add_column(str(column), overflow="fold", ratio=4 if wide else None)
+        wide = column in ("statement", "paper", "why")
+        whole = column in KEEP_WHOLE
+        table.add_column(
+            str(column), overflow="fold", ratio=4 if wide else None, no_wrap=whole, min_width=None
+        )
     for row in frame.itertuples(index=False):
         cells = [fmt(v) for v in row]
         if "verdict" in frame.columns:
             i = list(frame.columns).index("verdict")
-            style = VERDICT_STYLE.get(cells[i], "")
+            style = VERDICT_STYLE.get(cells[i].split(" ")[0], "")
             cells[i] = f"[{style}]{cells[i]}[/]" if style else cells[i]
         table.add_row(*cells)
     return table
 
 
+def _compact_verdicts(verdicts: pd.DataFrame, view: pd.DataFrame) -> pd.DataFrame:
+    """The verdict view for a narrow terminal: estimate and CI in one column with two
+    decimals, the adjusted p only, "(not locked)" as ``*``."""
+
+    def two(value: float) -> str:
+        return "–" if math.isnan(value) else f"{value:.2f}"
+
+    est = [
+        two(float(r.estimate))
+        + ("" if math.isnan(r.ci_low) else f" [{two(float(r.ci_low))}, {two(float(r.ci_high))}]")
+        for r in verdicts.itertuples()
+    ]
+    return pd.DataFrame(
+        {
+            "id": view["id"],
+            "estimate [CI]": est,
+            "p_adj": view["p_adj"],
+            "verdict": view["verdict"].str.replace(" (not locked)", " *", regex=False),
+        }
+    )
+
+
 def analysis_renderables(analysis: Analysis) -> list[Any]:
     """What ``alignbf analyze`` prints, in order: the synthetic warning (if any), the
     attrition table and its CONSORT line, then the verdict table."""
+    from rich.console import Console
+
     from alignbf.analysis.attrition import flow
 
     out: list[Any] = []
@@ -170,11 +242,14 @@ def analysis_renderables(analysis: Analysis) -> list[Any]:
         f"analysed {totals['analysed']}"
     )
     verdicts = verdict_view(analysis.verdicts, full=False, locked=analysis.locked)
+    narrow = Console().width < NARROW
+    if narrow:
+        verdicts = _compact_verdicts(analysis.verdicts, verdicts)
     out.append(rich_table(verdicts, f"Verdicts ({analysis.prereg_path.name})"))
     if not analysis.locked and not analysis.notice:
         out.append(
-            "[yellow]not locked: the run was made without `alignbf prereg lock`, so its "
-            "verdicts are exploratory[/]"
+            f"[yellow]{'* ' if narrow else ''}not locked: the run was made without `alignbf "
+            "prereg lock`, so its verdicts are exploratory[/]"
         )
     if analysis.notice:
         out.append(f"[yellow]{analysis.notice}[/]")

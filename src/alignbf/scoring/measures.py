@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from array import array
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -30,59 +31,66 @@ CHANNELS = ("talk", "monologue", "whisper")
 
 PARALLEL_FROM = 20_000
 """Messages from which counting is spread over every core (forked workers)."""
+_COLUMNS = ["units", *CATEGORIES, "protective_in_harmony", "echoed"]
 _SHARED: list[tuple[str, int, str, str, str]] = []
-_ECHO: dict[str, int] = {}
-"""Echo n-gram length per language code, else per lexicon unit (``word``, ``char``); 0 or
-absent = no filter."""
+_LEXICONS: dict[str, tuple[Lexicon, Echo | None]] = {}
+"""The lexicon and echo index of every language of ``_SHARED``, compiled before forking."""
 
 
-def _echo(lexicon: Lexicon) -> Echo | None:
-    n = _ECHO.get(lexicon.language, _ECHO.get(lexicon.unit, 0))
-    return instruction_echo(lexicon, n)
+def _prepare(
+    rows: list[tuple[str, int, str, str, str]], echo: dict[str, int], forking: bool
+) -> None:
+    """Load the lexicon and echo index of every language of ``rows`` into ``_LEXICONS``
+    (each lexicon compiled in full before forking, or its workers would each compile it)."""
+    _LEXICONS.clear()
+    for language in dict.fromkeys(row[3] for row in rows):
+        lexicon = load_lexicon(language)
+        if forking:
+            lexicon.prepare()
+        n = echo.get(language, echo.get(lexicon.unit, 0))
+        _LEXICONS[language] = (lexicon, instruction_echo(lexicon, n))
 
 
-def _count_slice(bounds: tuple[int, int]) -> list[tuple[int, ...]]:
-    """Counts of ``_SHARED[start:stop]``: units, the four categories, protective-in-harmony,
-    echoed hits."""
-    lexicons: dict[str, tuple[Lexicon, Echo | None]] = {}
-    out = []
+def _count_slice(bounds: tuple[int, int]) -> array[int]:
+    """Counts of ``_SHARED[start:stop]``, one run of ``len(_COLUMNS)`` numbers per message:
+    units, the four categories, protective-in-harmony, echoed hits."""
+    lexicons = _LEXICONS
+    out: array[int] = array("q")
+    add = out.extend
     for _, _, _, language, text in _SHARED[bounds[0] : bounds[1]]:
-        found = lexicons.get(language)
-        if found is None:
-            lex = load_lexicon(language)
-            found = lexicons[language] = (lex, _echo(lex))
-        counted = found[0].count(text, found[1])
-        c = counted.counts
-        hits = tuple(c[k] for k in CATEGORIES)
-        harmony = c["protective"] if c["conformity"] else 0
-        out.append((counted.units, *hits, harmony, counted.echoed))
+        lexicon, echo = lexicons[language]
+        units, coercive, protective, conformity, individuation, echoed = lexicon.tally(text, echo)
+        harmony = protective if conformity else 0
+        add((units, coercive, protective, conformity, individuation, harmony, echoed))
     return out
 
 
 def _counts(
-    rows: list[tuple[str, int, str, str, str]], echo: dict[str, int]
-) -> list[tuple[int, ...]]:
-    global _SHARED, _ECHO
-    _ECHO = dict(echo)
-    workers = os.cpu_count() or 1
-    if len(rows) < PARALLEL_FROM or workers == 1 or "fork" not in mp.get_all_start_methods():
-        _SHARED = rows
-        try:
-            return _count_slice((0, len(rows)))
-        finally:
-            _SHARED = []
-    step = -(-len(rows) // (4 * workers))
-    _SHARED = rows  # inherited by the forked workers, never pickled
+    rows: list[tuple[str, int, str, str, str]], echo: dict[str, int], workers: int | None
+) -> array[int]:
+    global _SHARED
+    workers = workers or os.cpu_count() or 1
+    serial = len(rows) < PARALLEL_FROM or workers == 1 or "fork" not in mp.get_all_start_methods()
+    _prepare(rows, echo, forking=not serial)
+    _SHARED = rows  # inherited by forked workers, never pickled
     try:
+        if serial:
+            return _count_slice((0, len(rows)))
+        step = -(-len(rows) // (4 * workers))
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-            parts = pool.map(_count_slice, [(i, i + step) for i in range(0, len(rows), step)])
-            return [row for part in parts for row in part]
+            out: array[int] = array("q")
+            for part in pool.map(_count_slice, [(i, i + step) for i in range(0, len(rows), step)]):
+                out.extend(part)
+            return out
     finally:
         _SHARED = []
+        _LEXICONS.clear()
 
 
 def count_messages(
-    rows: Iterable[tuple[str, int, str, str, str]], echo: dict[str, int] | None = None
+    rows: Iterable[tuple[str, int, str, str, str]],
+    echo: dict[str, int] | None = None,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Count every message (on every core when there are many).
 
@@ -91,6 +99,8 @@ def count_messages(
         echo: n-gram length of the echo filter per language code or lexicon unit
             (:meth:`alignbf.config.study.EchoFilter.table`); hits inside spans repeating
             the language's instruction texts are left out. ``None`` or 0 turns it off.
+        workers: processes to count in from :data:`PARALLEL_FROM` messages on (default:
+            every core; 1 counts in this process).
 
     Returns:
         One row per message: ``sim_id, agent, channel, units`` and one column per category,
@@ -98,10 +108,15 @@ def count_messages(
         and ``echoed`` (hits left out as echoes).
     """
     rows = list(rows)
-    columns = ["units", *CATEGORIES, "protective_in_harmony", "echoed"]
-    counts = pd.DataFrame(_counts(rows, echo or {}), columns=columns, dtype="int64")
-    ids = pd.DataFrame([(r[0], r[1], r[2]) for r in rows], columns=["sim_id", "agent", "channel"])
-    return pd.concat([ids, counts], axis=1)
+    counts = np.frombuffer(_counts(rows, echo or {}, workers), dtype=np.int64)
+    counts = counts.reshape(len(rows), len(_COLUMNS))
+    columns: dict[str, object] = {
+        "sim_id": [r[0] for r in rows],
+        "agent": [r[1] for r in rows],
+        "channel": [r[2] for r in rows],
+    }
+    columns.update((name, counts[:, i]) for i, name in enumerate(_COLUMNS))
+    return pd.DataFrame(columns)
 
 
 def _aggregate(

@@ -26,9 +26,19 @@ import pandas as pd
 
 from alignbf import __version__
 from alignbf.config.prompts import prompt_file
+from alignbf.config.rubric import JUDGE_CATEGORIES, load_rubric
 from alignbf.config.study import Study, parse_study
 from alignbf.errors import AnalysisError
 from alignbf.scoring.indices import INDICES_VERSION, add_indices
+from alignbf.scoring.judge import (
+    JUDGE_FLAG,
+    JUDGE_VERSION,
+    JudgeResult,
+    judge_messages,
+    judge_rates,
+    judge_store,
+    label_frame,
+)
 from alignbf.scoring.lexicon import lexicon_file, load_lexicon
 from alignbf.scoring.measures import (
     MEASURES_NAME,
@@ -37,9 +47,11 @@ from alignbf.scoring.measures import (
     count_messages,
     simulation_measures,
 )
+from alignbf.scoring.refusals import REFUSALS_VERSION, refusal_hashes, refusal_scores
 from alignbf.store.export import write_tables
 from alignbf.store.store import Store
 from alignbf.testing import crashpoints
+from alignbf.transport.backend import Backend
 
 SCORED_STATUSES = ("ok",)
 DESIGN_COLUMNS = [
@@ -54,11 +66,36 @@ DESIGN_COLUMNS = [
 
 @dataclass
 class Scores:
-    """Scores of one run."""
+    """Scores of one run.
+
+    ``simulations`` and ``agents`` come from ``instrument``. With a judge (study
+    ``scoring.instrument`` judge or both) they also carry ``alternate``: the same tables
+    from the other instrument (the judge's labels, or the lexicon's hits), and ``labels``:
+    one row per judged utterance with the judge's labels and the lexicon's verdicts
+    (``lex_<category>``, 1 when the lexicon finds a hit, echoes left out).
+    """
 
     simulations: pd.DataFrame
     agents: pd.DataFrame
     paths: list[Path]
+    instrument: str = "lexicon"
+    alternate: Scores | None = None
+    labels: pd.DataFrame | None = None
+    judging: JudgeResult | None = None
+    """What the judge pass of this scoring did (None when no judge was called)."""
+
+    def of(self, instrument: str) -> Scores:
+        """The scores from one instrument (``lexicon`` or ``judge``)."""
+        if instrument == self.instrument:
+            return self
+        other = self.alternate
+        if other is not None and other.instrument == instrument:
+            return Scores(other.simulations, other.agents, self.paths, instrument,
+                          self, self.labels)  # fmt: skip
+        raise AnalysisError(
+            f"no {instrument} scores: the run's scoring.instrument is {self.instrument!r}"
+            + ("" if instrument != "judge" else " (set it to judge or both, then alignbf score)")
+        )
 
 
 def study_of(store: Store) -> Study:
@@ -111,23 +148,54 @@ def fingerprint(store: Store, study: Study, languages: list[str]) -> str:
             lang: hashlib.sha256(prompt_file(lang).read_bytes()).hexdigest()
             for lang in sorted(languages)
         },
+        "refusals": [REFUSALS_VERSION, refusal_hashes(languages)],
     }
+    if study.scoring.instrument != "lexicon":
+        judge_calls = store.conn.execute(
+            "SELECT count(*), total(length(response)) FROM calls WHERE ',' || flags || ',' LIKE ?",
+            (f"%,{JUDGE_FLAG},%",),
+        ).fetchone()
+        inputs["judge"] = {
+            "version": JUDGE_VERSION,
+            "calls": list(judge_calls),
+            "endpoint": store.get("judge_endpoint"),
+            "rubrics": {lang: load_rubric(lang).digest for lang in sorted(languages)},
+        }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
 def _stored(store: Store, digest: str) -> Scores | None:
     """The scores written earlier, if they were made from the same inputs."""
     out = store.dir / "scores"
-    paths = [
-        out / f"{name}.{ext}" for name in ("simulations", "agents") for ext in ("csv", "parquet")
-    ]
+    names = ["simulations", "agents"]
+    study = study_of(store)
+    judged = study.scoring.instrument != "lexicon"
+    if judged:
+        names += ["judge_simulations", "judge_agents", "judge_labels"]
+    paths = [out / f"{name}.{ext}" for name in names for ext in ("csv", "parquet")]
     if store.get("scores_fingerprint") != digest or not all(p.exists() for p in paths):
         return None
     try:
-        sims, agents = (pd.read_parquet(out / f"{n}.parquet") for n in ("simulations", "agents"))
+        frames = [pd.read_parquet(out / f"{n}.parquet") for n in names]
     except (OSError, ValueError):
         return None
-    return Scores(sims, agents, paths)
+    if not judged:
+        return Scores(frames[0], frames[1], paths)
+    return _assemble(study, frames[0], frames[1], frames[2], frames[3], frames[4], paths)
+
+
+def _assemble(
+    study: Study,
+    sims: pd.DataFrame,
+    agents: pd.DataFrame,
+    judge_sims: pd.DataFrame,
+    judge_agents: pd.DataFrame,
+    labels: pd.DataFrame,
+    paths: list[Path],
+) -> Scores:
+    judge = Scores(judge_sims, judge_agents, paths, "judge")
+    both = Scores(sims, agents, paths, "lexicon", judge, labels)
+    return both.of("judge") if study.scoring.instrument == "judge" else both
 
 
 def compute_scores(store: Store, study: Study | None = None) -> Scores:
@@ -138,15 +206,18 @@ def compute_scores(store: Store, study: Study | None = None) -> Scores:
     if sims.empty:
         raise AnalysisError(f"{store.dir}: no simulation with status ok to score")
     rows = store.conn.execute(
-        "SELECT m.sim_id, m.agent, m.channel, s.language, m.text FROM messages m "
+        "SELECT m.sim_id, m.agent, m.channel, s.language, m.text, m.turn FROM messages m "
         "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0"
-    )
-    messages = count_messages(rows, study.scoring.echo.table())
+    ).fetchall()
+    messages = count_messages((r[:5] for r in rows), study.scoring.echo.table())
     crashpoints.reached("during_scoring")
+    messages.insert(1, "turn", [r[5] for r in rows])
     hit = list(study.scoring.hit_channels)
     sim_scores = add_indices(
         sims.merge(simulation_measures(messages, hit), on="sim_id"), study.scoring
     )
+    # refusals are counted beside the scores, never removed from them
+    sim_scores = sim_scores.merge(refusal_scores(store), on="sim_id", how="left")
     agent_scores = sims.merge(agent_design, on="sim_id").merge(
         agent_measures(messages, hit), on=["sim_id", "agent"], how="left"
     )
@@ -161,7 +232,43 @@ def compute_scores(store: Store, study: Study | None = None) -> Scores:
     for frame in (sim_scores, agent_scores):
         for key, value in versions.items():
             frame[f"{key}_version"] = value
-    return Scores(sim_scores, agent_scores, [])
+    if study.scoring.instrument == "lexicon":
+        return Scores(sim_scores, agent_scores, [])
+    labels = label_frame(store, study)
+    missing = int(labels["labelled"].isna().sum())
+    if missing:
+        raise AnalysisError(
+            f"{store.dir}: {missing} of {len(labels)} utterances have no judge label yet; "
+            "run `alignbf score RUN` to call the judge (it resumes where it stopped)"
+        )
+    per_message = judge_messages(messages, labels)
+    judge_sims = add_indices(
+        sims.merge(
+            judge_rates(simulation_measures(per_message, hit), per_message, ["sim_id"]),
+            on="sim_id",
+        ),
+        study.scoring,
+    )
+    judge_agents = sims.merge(agent_design, on="sim_id").merge(
+        judge_rates(agent_measures(per_message, hit), per_message, ["sim_id", "agent"]),
+        on=["sim_id", "agent"],
+        how="left",
+    )
+    judge_agents = add_indices(judge_agents, study.scoring)
+    assert study.scoring.judge is not None
+    for frame in (judge_sims, judge_agents):
+        for key, value in versions.items():
+            frame[f"{key}_version"] = value
+        frame["judge_version"] = f"{JUDGE_VERSION} {study.scoring.judge.model}"
+    keys = ["sim_id", "turn", "agent", "channel"]
+    lexicon = messages[[*keys, *JUDGE_CATEGORIES]].rename(
+        columns={c: f"lex_{c}" for c in JUDGE_CATEGORIES}
+    )
+    for c in JUDGE_CATEGORIES:
+        lexicon[f"lex_{c}"] = (lexicon[f"lex_{c}"] > 0).astype("int64")
+    labels = labels.merge(lexicon, on=keys, how="left")
+    labels["labelled"] = labels["labelled"].astype(bool)
+    return _assemble(study, sim_scores, agent_scores, judge_sims, judge_agents, labels, [])
 
 
 def stored_scores(store: Store) -> Scores | None:
@@ -173,32 +280,63 @@ def stored_scores(store: Store) -> Scores | None:
     return _stored(store, fingerprint(store, study, sorted(set(sims["language"]))))
 
 
-def score_store(store: Store, reuse: bool = False) -> Scores:
+def score_store(
+    store: Store, reuse: bool = False, backend: Backend | None = None, concurrency: int = 16
+) -> Scores:
     """Score the run held by an open store and write the score tables into it.
 
     With ``reuse``, return the stored scores instead when their fingerprint matches.
+    With a ``backend`` and a study whose instrument is judge or both, first judge every
+    utterance not judged yet (``concurrency`` judge requests in flight).
     """
     study = study_of(store)
     sims, _ = _design(store)
     if sims.empty:
         raise AnalysisError(f"{store.dir}: no simulation with status ok to score")
+    judging = None
+    if backend is not None and study.scoring.instrument != "lexicon":
+        judging = judge_store(store, study, backend, concurrency)
+        if judging.unjudged:
+            why = judging.stopped or "the judge's endpoint failed"
+            raise AnalysisError(
+                f"{store.dir}: {judging.unjudged} of {judging.utterances} utterances are not "
+                f"judged yet ({why}); run `alignbf score` again to resume"
+            )
     digest = fingerprint(store, study, sorted(set(sims["language"])))
     if reuse and (stored := _stored(store, digest)) is not None:
         return stored
     with store.transaction() as conn:
         conn.execute("DELETE FROM run WHERE key = 'scores_fingerprint'")
     scores = compute_scores(store, study)
-    scores.paths = _write(store, scores.simulations, scores.agents)
+    if scores.labels is None:
+        scores.paths = _write(store, scores.simulations, scores.agents)
+    else:
+        judge, base = scores.of("judge"), scores.of("lexicon")
+        tables = [
+            ("scores_sim", "simulations", base.simulations),
+            ("scores_agent", "agents", base.agents),
+            ("scores_sim_judge", "judge_simulations", judge.simulations),
+            ("scores_agent_judge", "judge_agents", judge.agents),
+            ("judge_labels", "judge_labels", scores.labels),
+        ]
+        scores.paths = _write_tables(store, tables)
     store.set_fact("scores_fingerprint", digest)
+    scores.judging = judging
     return scores
 
 
 def _write(store: Store, sims: pd.DataFrame, agents: pd.DataFrame) -> list[Path]:
+    return _write_tables(
+        store, [("scores_sim", "simulations", sims), ("scores_agent", "agents", agents)]
+    )
+
+
+def _write_tables(store: Store, tables: list[tuple[str, str, pd.DataFrame]]) -> list[Path]:
     out = store.dir / "scores"
     out.mkdir(exist_ok=True)
     paths = []
     with store.transaction() as conn:
-        for name, frame in (("scores_sim", sims), ("scores_agent", agents)):
+        for name, _, frame in tables:
             conn.execute(f"DROP TABLE IF EXISTS {name}")
             columns = ", ".join(f'"{c}"' for c in frame.columns)
             conn.execute(f"CREATE TABLE {name} ({columns})")
@@ -206,25 +344,33 @@ def _write(store: Store, sims: pd.DataFrame, agents: pd.DataFrame) -> list[Path]
                 f"INSERT INTO {name} VALUES ({', '.join('?' * len(frame.columns))})",
                 frame.astype(object).where(frame.notna(), None).itertuples(index=False),
             )
-    for name, frame in (("simulations", sims), ("agents", agents)):
+    for _, name, frame in tables:
         paths += write_tables(frame, out, name)
     return paths
 
 
-def score_run(run_dir: Path, reuse: bool = False) -> Scores:
-    """Score a run directory (takes the run's lock; no model is called).
+def score_run(
+    run_dir: Path, reuse: bool = False, backend: Backend | None = None, concurrency: int = 16
+) -> Scores:
+    """Score a run directory (takes the run's lock).
 
-    With ``reuse``, stored scores made from the same inputs are returned as they are.
+    With ``reuse``, stored scores made from the same inputs are returned as they are. No
+    model is called unless a ``backend`` is given for a study with a judge.
     """
     if not (run_dir / "run.sqlite").exists():
         raise AnalysisError(f"{run_dir}: not a run directory (no run.sqlite)")
     store = Store(run_dir)
     try:
-        return score_store(store, reuse)
+        return score_store(store, reuse, backend, concurrency)
     finally:
         store.close()
 
 
-def load_scores(run_dir: Path) -> Scores:
-    """Scores of a run, scoring it first if needed (or if the transcripts changed)."""
-    return score_run(run_dir, reuse=True)
+def load_scores(run_dir: Path, instrument: str | None = None) -> Scores:
+    """Scores of a run, scoring it first if needed (or if the transcripts changed).
+
+    ``instrument`` (``lexicon`` or ``judge``) picks the instrument; None = the study's
+    primary one (the judge when ``scoring.instrument`` is judge, else the lexicon).
+    """
+    scores = score_run(run_dir, reuse=True)
+    return scores if instrument is None else scores.of(instrument)

@@ -10,14 +10,18 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alignbf.store.store import Store, write_atomic
+from alignbf.store.store import Store, columns, write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
 def run_status(run_dir: Path) -> dict[str, Any]:
-    """Per-cell counts of statuses, plus calls, tokens and cost of the run."""
+    """Per-cell counts of statuses, plus calls, tokens and cost of the run.
+
+    ``cached_tokens`` is None when no call reported its prompt-cache reads, and
+    ``cache_share`` is cached / prompt tokens over the calls that did.
+    """
     store = Store(run_dir, readonly=True)
     try:
         c = store.conn
@@ -39,6 +43,12 @@ def run_status(run_dir: Path) -> dict[str, Any]:
             "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
             " coalesce(sum(cost_usd), 0), sum(cost_usd IS NULL) FROM calls"
         ).fetchone()
+        cached, reported = None, None
+        if "cached_tokens" in columns(c, "calls"):
+            cached, reported = c.execute(
+                "SELECT sum(cached_tokens), "
+                "sum(prompt_tokens) FILTER (WHERE cached_tokens IS NOT NULL) FROM calls"
+            ).fetchone()
         failed = c.execute("SELECT count(*) FROM attempts").fetchone()[0]
         totals = dict(c.execute("SELECT status, count(*) FROM simulations GROUP BY status"))
         study = store.get("study")
@@ -57,6 +67,8 @@ def run_status(run_dir: Path) -> dict[str, Any]:
         "output_tokens": tokens_out,
         "cost_usd": cost if not unknown else None,
         "calls_with_unknown_cost": unknown or 0,
+        "cached_tokens": cached,
+        "cache_share": cached / reported if reported else None,
     }
 
 
@@ -99,9 +111,9 @@ def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
     import pandas as pd
 
     out = out or run_dir / "export"
-    out.mkdir(parents=True, exist_ok=True)
     store = Store(run_dir, readonly=True)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         lines = [json.dumps(t, ensure_ascii=False, sort_keys=True) for t in transcripts(store)]
         paths = [out / "transcripts.jsonl"]
         write_atomic(paths[0], "".join(line + "\n" for line in lines))

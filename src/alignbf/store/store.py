@@ -108,6 +108,46 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE simulations ADD COLUMN strikes INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        "0003_cached_tokens",
+        # NULL: the provider did not report it (and every call stored before this migration)
+        """
+        ALTER TABLE calls ADD COLUMN cached_tokens INTEGER;
+        ALTER TABLE calls ADD COLUMN cache_write_tokens INTEGER;
+        """,
+    ),
+    (
+        "0004_batches",
+        # batch jobs (store/batches.py): a job is recorded before it is created, its id as
+        # soon as it exists, and its output lines before any of them is used
+        """
+        CREATE TABLE batches (
+            id INTEGER PRIMARY KEY,
+            endpoint TEXT NOT NULL,
+            input_file_id TEXT NOT NULL,
+            batch_id TEXT,
+            status TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            detail TEXT
+        );
+        CREATE TABLE batch_requests (
+            batch INTEGER NOT NULL REFERENCES batches(id),
+            custom_id TEXT NOT NULL,
+            sim_id TEXT NOT NULL,
+            agent INTEGER NOT NULL,
+            turn INTEGER NOT NULL,
+            PRIMARY KEY (batch, custom_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE batch_results (
+            custom_id TEXT PRIMARY KEY,
+            batch INTEGER NOT NULL REFERENCES batches(id),
+            body TEXT NOT NULL,
+            at REAL NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 TERMINAL = ("ok", "invalid_output", "context_length", "failed")
@@ -115,8 +155,9 @@ TERMINAL = ("ok", "invalid_output", "context_length", "failed")
 CALL_COLUMNS = (
     "cache_key, sim_id, agent, turn, endpoint, model, resolved_model, response, finish_reason, "
     "prompt_tokens, completion_tokens, latency_s, attempts, cost_usd, system_fingerprint, flags, "
-    "created_at"
+    "created_at, cached_tokens, cache_write_tokens"
 )
+_CALL_SLOTS = ", ".join("?" * len(CALL_COLUMNS.split(",")))
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -150,6 +191,62 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     return applied
 
 
+def columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    """Column names of a table (a read-only view of an older run may lack newer ones)."""
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+RUN_TABLES = frozenset({"migrations", "run", "simulations", "messages", "calls"})
+
+
+def _damage(path: Path) -> str | None:
+    """Why ``path`` is not a readable SQLite file, from its size and 100-byte header alone."""
+    with open(path, "rb") as fh:
+        header = fh.read(100)
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        return "not an SQLite file"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    declared_valid = header[24:28] == header[92:96]
+    wal = path.with_name(path.name + "-wal")
+    pending = wal.exists() and wal.stat().st_size > 0  # a checkpoint may be half done
+    if declared_valid and not pending and size < pages * page_size:
+        return f"truncated: {size:,} of {pages * page_size:,} bytes"
+    return None
+
+
+def check_database(path: Path) -> None:
+    """Refuse a ``run.sqlite`` that is empty, not SQLite, truncated or not alignbf's.
+
+    Reads only: the file is left exactly as it was.
+
+    Raises:
+        StoreError: ``PATH is not an alignbf run database (why)``.
+    """
+    try:
+        why = _damage(path)
+        if why is None:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+            try:
+                rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                missing = RUN_TABLES - {row[0] for row in rows}
+            finally:
+                conn.close()
+            if missing:
+                why = f"no {', '.join(sorted(missing))} table"
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read ({exc.strerror})") from None
+    except sqlite3.DatabaseError as exc:
+        why = str(exc)
+    if why is not None:
+        raise StoreError(f"{path} is not an alignbf run database ({why})")
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a file so that readers see the old or the new content, never half."""
     tmp = path.with_name(path.name + ".tmp")
@@ -176,16 +273,26 @@ class Store:
         if readonly:
             if not self.path.exists():
                 raise StoreError(f"{run_dir}: not a run directory (no run.sqlite)")
+            check_database(self.path)
             self.conn = connect(self.path, readonly=True)
             return
+        if self.path.exists():
+            check_database(self.path)
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(run_dir, 0o700)
+            if not run_dir.exists():
+                run_dir.mkdir(parents=True)
+                os.chmod(run_dir, 0o700)  # only a directory alignbf made is narrowed
         except OSError as exc:
             raise StoreError(f"{run_dir}: cannot create run directory ({exc.strerror})") from None
         self._lock()
-        self.conn = connect(self.path)
-        migrate(self.conn)
+        try:
+            self.conn = connect(self.path)
+            migrate(self.conn)
+        except sqlite3.DatabaseError as exc:
+            if self._lock_fh is not None:
+                self._lock_fh.close()
+                self._lock_fh = None
+            raise StoreError(f"{self.path} is not an alignbf run database ({exc})") from None
         self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
 
     def _lock(self) -> None:
@@ -371,6 +478,14 @@ class Store:
         rows = self._query(f"SELECT {CALL_COLUMNS} FROM calls WHERE cache_key = ?", (cache_key,))
         return rows[0] if rows else None
 
+    def flagged_responses(self, flag: str) -> dict[str, str]:
+        """cache_key -> response of every stored call whose flags include ``flag``."""
+        rows = self._query(
+            "SELECT cache_key, response FROM calls WHERE ',' || flags || ',' LIKE ?",
+            (f"%,{flag},%",),
+        )
+        return dict(rows)
+
     async def put_call(self, row: tuple[Any, ...]) -> None:
         """Commit one successful response; returns once it is durable (group commit)."""
         loop = asyncio.get_running_loop()
@@ -383,7 +498,7 @@ class Store:
     def _commit_calls(self, rows: list[tuple[Any, ...]]) -> None:
         with self.transaction() as c:
             c.executemany(
-                f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+                f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES ({_CALL_SLOTS})",
                 rows,
             )
 

@@ -9,8 +9,15 @@ stalls and short bodies need a raw socket. Routes:
 * ``GET /_ledger``: one entry per chat request (arrival time, time answered,
   fingerprint = sha256 of the canonical body, attempt number per fingerprint,
   fault, status, billed tokens, whether a valid completion was delivered, sha256
-  of the Authorization header and of the delivered content). The ledger never
-  holds a header value.
+  of the Authorization header and of the delivered content, the request's
+  ``prompt_cache_key``). The ledger never holds a header value.
+
+With ``prefix_cache_tokens`` set, an emulated provider prompt cache (``prefixcache.py``)
+reports ``usage.prompt_tokens_details.cached_tokens`` for the cached prefix of each
+prompt; ``reject_prompt_cache_key`` answers 400 to requests that carry that parameter.
+``reject_response_format`` answers 400 to requests whose ``response_format`` has one of
+the given types; ``content_filter_rate`` answers that share of requests (drawn per
+fingerprint) 200 with empty content and ``finish_reason: content_filter``.
 
 Transient faults are drawn from ``hash(fault_seed, fingerprint, attempt_no)`` at
 ``fault_rate``, at most ``MAX_CONSECUTIVE`` in a row per fingerprint, so the
@@ -24,17 +31,20 @@ Error bodies echo the Authorization header on purpose: a client must not pass it
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from alignbf.engine.synthetic import SyntheticModel, estimate_tokens, load_world
 from alignbf.errors import ConfigError
+from alignbf.testing.batchapi import BatchAPI, BatchFaults
 from alignbf.testing.faults import PERMANENT, FaultPlan, corrupt_utf8, error_body, huge_body
+from alignbf.testing.prefixcache import PrefixCache
 from alignbf.transport.backend import ChatRequest
 
 _REASONS = {
@@ -46,6 +56,16 @@ _REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+_UNKNOWN_PARAMETER = json.dumps(
+    {
+        "error": {
+            "message": "Unrecognized request argument supplied: prompt_cache_key",
+            "type": "invalid_request_error",
+            "param": "prompt_cache_key",
+            "code": "unknown_parameter",
+        }
+    }
+).encode()
 _NOT_FOUND = b"<html><head><title>404 Not Found</title></head><body>Not Found</body></html>"
 
 
@@ -69,6 +89,24 @@ class ServerOptions:
     """When the storm starts, in seconds after the first chat request."""
     storm_retry_after_s: int = 2
     """The ``Retry-After`` of the storm's 429s."""
+    prefix_cache_tokens: int = 0
+    """Capacity of the emulated prompt cache in tokens (0 = off); see ``prefixcache.py``."""
+    reject_prompt_cache_key: bool = False
+    """Answer 400 to any request that carries ``prompt_cache_key``, as a server that does
+    not know the parameter does."""
+    judge_error_rate: float | None = None
+    """Probability that the judge flips each category label (None = the world's)."""
+    content_filter_rate: float = 0.0
+    """Share of chat requests answered 200 with empty content and ``finish_reason``
+    ``content_filter``, drawn from ``hash(fault_seed, fingerprint)`` (a retry of the same
+    request is filtered again)."""
+    reject_response_format: tuple[str, ...] = ()
+    """``response_format`` types (``json_schema``, ``json_object``) answered 400, as a
+    server that does not support them does."""
+    batch_api: bool = True
+    """Serve the batch API (``batchapi.py``); off, its routes answer 404."""
+    batch_faults: BatchFaults = field(default_factory=BatchFaults)
+    """Expired and partial jobs, failed lines, slow jobs, stray output lines."""
 
 
 @dataclass
@@ -148,12 +186,20 @@ class SyntheticServer:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         world = load_world(options.world)
+        if options.judge_error_rate is not None:
+            world = world.model_copy(update={"judge_error_rate": options.judge_error_rate})
         self.model = SyntheticModel(world)
         self.fingerprint_tag = f"synthetic-{world.name}"
         self.faults = FaultPlan(options.fault_rate, options.fault_seed, options.fault_kinds)
         self.ledger = Ledger(options.ledger)
         self.attempts: dict[str, int] = {}
         self.first_request: float | None = None
+        self.prefix_cache = PrefixCache(options.prefix_cache_tokens)
+        self.batch_api = (
+            BatchAPI(lambda body: self._completion(_chat_request(body))[1], options.batch_faults)
+            if options.batch_api
+            else None
+        )
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection until the client closes it or a fault drops it."""
@@ -178,6 +224,11 @@ class SyntheticServer:
             return await _send(writer, response(200, json.dumps(models).encode()))
         if request.method == "GET" and path == "/_ledger":
             return await _send(writer, response(200, json.dumps(self.ledger.entries).encode()))
+        if self.batch_api is not None:
+            r = request
+            routed = self.batch_api.route(r.method, r.path, r.headers, r.body)
+            if routed is not None:
+                return await _send(writer, _batch_response(*routed))
         return await _send(writer, response(404, _NOT_FOUND, content_type="text/html"))
 
     async def _chat(self, request: HttpRequest, writer: asyncio.StreamWriter) -> bool:
@@ -194,6 +245,15 @@ class SyntheticServer:
         since = arrived - self.first_request - self.options.storm_at_s
         storm = 0 <= since < self.options.storm_s
         fault = "storm" if storm else self.faults.pick(fp, attempt)
+        if self.options.reject_prompt_cache_key and "prompt_cache_key" in body:
+            fault = "prompt_cache_key"
+        kind = _format_type(body)
+        if kind is not None and kind in self.options.reject_response_format:
+            fault = f"response_format:{kind}"
+        elif fault is None and _draw(self.options.fault_seed, "content_filter", fp) < (
+            self.options.content_filter_rate
+        ):
+            fault = "content_filter"
         auth = request.headers.get("authorization")
         entry: dict[str, Any] = {
             "time": time.time(),
@@ -206,6 +266,7 @@ class SyntheticServer:
             "content_sha256": None,
             "auth_sha256": _sha(auth) if auth is not None else None,
             "answered": None,
+            "prompt_cache_key": body.get("prompt_cache_key"),
         }
         self.ledger.open(entry)
         try:
@@ -233,12 +294,21 @@ class SyntheticServer:
             entry["status"], entry["answered"] = 429, time.time()
             headers = {"Retry-After": str(self.options.storm_retry_after_s)}
             return await _send(writer, response(429, error_body("429", auth), headers))
+        if fault == "prompt_cache_key":
+            entry["status"], entry["answered"] = 400, time.time()
+            return await _send(writer, response(400, _UNKNOWN_PARAMETER))
+        if fault is not None and fault.startswith("response_format:"):
+            entry["status"], entry["answered"] = 400, time.time()
+            return await _send(writer, response(400, _format_rejected(fault.split(":")[1])))
         if fault in PERMANENT or fault in ("429", "429_reset", "500", "503"):
             await self._latency(arrived)
             status, headers = _error_status(fault)
             entry["status"], entry["answered"] = status, time.time()
             return await _send(writer, response(status, error_body(fault, auth), headers))
         text, payload = self._completion(chat)
+        if fault == "content_filter":
+            text = payload["choices"][0]["message"]["content"] = ""
+            payload["choices"][0]["finish_reason"] = "content_filter"
         entry["billed_tokens"] = payload["usage"]["total_tokens"]
         await self._latency(arrived)
         if fault == "billed_lost":
@@ -266,6 +336,14 @@ class SyntheticServer:
         text = self.model.reply(chat)
         prompt = sum(len(m.get("content") or "") for m in chat.messages) // 4 + 1
         completion = estimate_tokens(text)
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        if self.prefix_cache.enabled:
+            cached = self.prefix_cache.lookup_and_store(chat.messages)
+            usage["prompt_tokens_details"] = {"cached_tokens": min(cached, prompt)}
         payload = {
             "id": "chatcmpl-synthetic",
             "object": "chat.completion",
@@ -279,11 +357,7 @@ class SyntheticServer:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
+            "usage": usage,
         }
         return text, payload
 
@@ -307,6 +381,39 @@ def _chat_request(body: dict[str, Any]) -> ChatRequest:
     )
 
 
+RESPONSE_FORMATS = ("json_schema", "json_object")
+
+
+def parse_response_formats(text: str | None) -> tuple[str, ...]:
+    """``--reject-response-format json_schema,json_object`` as a tuple (one-line errors)."""
+    kinds = tuple(k.strip() for k in (text or "").split(",") if k.strip())
+    for kind in kinds:
+        if kind not in RESPONSE_FORMATS:
+            raise ConfigError(
+                f"--reject-response-format: unknown type {kind!r}; "
+                f"accepted: {', '.join(RESPONSE_FORMATS)}"
+            )
+    return kinds
+
+
+def _format_type(body: dict[str, Any]) -> str | None:
+    """The ``type`` of a request's ``response_format``, if it has one."""
+    value = body.get("response_format")
+    return str(value.get("type")) if isinstance(value, dict) else None
+
+
+def _format_rejected(kind: str) -> bytes:
+    message = f"response_format type '{kind}' is not supported by this model"
+    error = {"message": message, "type": "invalid_request_error", "param": "response_format"}
+    return json.dumps({"error": error}).encode()
+
+
+def _draw(seed: int, purpose: str, fp: str) -> float:
+    """A uniform draw in [0, 1) from the seed, a purpose and a request fingerprint."""
+    digest = hashlib.sha256(f"{seed}|{purpose}|{fp}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def _error_status(fault: str) -> tuple[int, dict[str, str]]:
     return {
         "429": (429, {"Retry-After": "1", "retry-after-ms": "200"}),
@@ -323,6 +430,13 @@ def _error_status(fault: str) -> tuple[int, dict[str, str]]:
     }[fault]
 
 
+def _batch_response(status: int, content: Any) -> bytes:
+    """A batch route's answer: file bytes as JSONL, anything else as JSON."""
+    if isinstance(content, bytes):
+        return response(status, content, content_type="application/jsonl")
+    return response(status, json.dumps(content, ensure_ascii=False).encode())
+
+
 async def _send(writer: asyncio.StreamWriter, data: bytes) -> bool:
     """Write a response; False when the client has gone."""
     try:
@@ -336,7 +450,19 @@ async def _send(writer: asyncio.StreamWriter, data: bytes) -> bool:
 async def serve_async(options: ServerOptions, on_ready: Callable[[str], None]) -> None:
     """Serve until cancelled; ``on_ready`` gets the base URL once the port is bound."""
     server_state = SyntheticServer(options)
-    server = await asyncio.start_server(server_state.handle, options.host, options.port)
+    where = f"{options.host}:{options.port}"
+    try:
+        server = await asyncio.start_server(server_state.handle, options.host, options.port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"--port {options.port}: {where} is already in use; "
+                "choose another port, or --port 0 for a free one"
+            ) from None
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"--host/--port {where}: cannot listen there ({reason})") from None
+    except OverflowError:
+        raise ConfigError(f"--port {options.port}: must be a number from 0 to 65535") from None
     port = server.sockets[0].getsockname()[1]
     on_ready(f"http://{options.host}:{port}/v1")
     async with server:
@@ -347,4 +473,15 @@ def serve(options: ServerOptions, on_ready: Callable[[str], None]) -> None:
     """Run the loopback server in the foreground (the CLI's ``serve-synthetic``)."""
     if not 0.0 <= options.fault_rate <= 1.0:
         raise ConfigError(f"--fault-rate {options.fault_rate}: must be between 0 and 1")
+    if not 0.0 <= options.content_filter_rate <= 1.0:
+        raise ConfigError(
+            f"--content-filter-rate {options.content_filter_rate}: must be between 0 and 1"
+        )
+    if options.prefix_cache_tokens < 0:
+        raise ConfigError(
+            f"--prefix-cache-tokens {options.prefix_cache_tokens}: must be 0 (off) or more"
+        )
+    rate = options.judge_error_rate
+    if rate is not None and not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"--judge-error-rate {rate}: must be between 0 and 1")
     asyncio.run(serve_async(options, on_ready))

@@ -42,6 +42,11 @@ class Completion:
     attempts: int = 1
     cost_usd: float | None = None
     flags: tuple[str, ...] = field(default_factory=tuple)
+    cached_tokens: int | None = None
+    """Prompt tokens the provider read from its prompt cache (part of ``prompt_tokens``);
+    None when the response does not say."""
+    cache_write_tokens: int | None = None
+    """Prompt tokens the provider wrote to its prompt cache, where it reports them."""
 
 
 class Backend(Protocol):

@@ -13,14 +13,16 @@ fatal error no further request is sent to that endpoint.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from alignbf.config.urls import check_base_url, redact_url, url_password
 from alignbf.errors import (
     ConfigError,
     ContextLengthError,
@@ -28,7 +30,7 @@ from alignbf.errors import (
     TransientEndpointError,
 )
 from alignbf.transport.backend import ChatRequest, Completion
-from alignbf.transport.keys import quiet_http_loggers, read_key
+from alignbf.transport.keys import quiet_http_loggers, read_key, register_secret
 from alignbf.transport.ratelimit import ConcurrencySummary, estimate_tokens
 from alignbf.transport.responses import parse_completion
 from alignbf.transport.retry import (
@@ -40,9 +42,33 @@ from alignbf.transport.retry import (
 )
 from alignbf.transport.routes import Route, make_route
 
+if TYPE_CHECKING:
+    from alignbf.transport.batch import BatchBackend
+
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 AttemptHook = Callable[[str, int, int, str, str, str, float], None]
 """``on_attempt_failed(sim_id, agent, turn, endpoint, status, detail, latency_s)``."""
+
+
+class _CacheKeyRejected(Exception):
+    """The endpoint refused the ``prompt_cache_key`` parameter (HTTP 400 or 422 naming it)."""
+
+
+def prompt_cache_key(request: ChatRequest) -> str:
+    """One key per simulation and agent: every prompt of an agent shares its cache route.
+
+    Derived from the sample identity, so it changes neither the sim_id nor any cache key.
+    """
+    digest = hashlib.sha256(f"{request.sim_id}/{request.agent}".encode()).hexdigest()
+    return f"alignbf-{digest[:32]}"
+
+
+def _rejects_cache_key(status: int, payload: bytes, body: bytes) -> bool:
+    return (
+        status in (400, 422)
+        and b'"prompt_cache_key"' in payload
+        and b"prompt_cache_key" in body[:4096].lower()
+    )
 
 
 class OpenAIBackend:
@@ -87,22 +113,30 @@ class OpenAIBackend:
         payload = self._payload(route, request)
         estimate = estimate_tokens(request.messages, request.max_tokens)
         started = time.monotonic()
-        tries = 0
+        tries = stalls = 0
 
         async def attempt(number: int) -> Completion:
-            nonlocal tries
+            nonlocal tries, stalls, payload
             tries = number
             t0 = time.monotonic()
             try:
-                completion = await self._attempt(route, payload, estimate, started)
+                try:
+                    completion = await self._attempt(route, payload, estimate, started, stalls)
+                except _CacheKeyRejected:
+                    self._drop_cache_key(route)
+                    payload = self._payload(route, request)
+                    completion = await self._attempt(route, payload, estimate, started, stalls)
             except Exception as exc:
+                if isinstance(exc, httpx.ReadTimeout):
+                    stalls += 1
                 self._report(route, request, exc, time.monotonic() - t0)
                 raise
             completion.attempts = number
             return completion
 
+        failing = route.limiter.connections.failing
         try:
-            return await call_with_retries(attempt, self.policy)
+            return await call_with_retries(attempt, self.policy, failing=failing)
         except (ContextLengthError, TransientEndpointError):
             raise
         except EndpointError as exc:
@@ -124,35 +158,36 @@ class OpenAIBackend:
         }
         if route.endpoint.supports_seed:
             body["seed"] = request.seed
+        if route.cache_key:
+            body["prompt_cache_key"] = prompt_cache_key(request)
         mode = route.endpoint.structured_output
         if mode != "off" and request.response_schema is not None:
-            body["response_format"] = (
-                {"type": "json_object", "schema": request.response_schema}
-                if mode == "json_object"
-                else {
-                    "type": "json_schema",
-                    "json_schema": {
-                        "name": "reply",
-                        "schema": request.response_schema,
-                        "strict": True,
-                    },
-                }
-            )
+            body["response_format"] = response_format(mode, request.response_schema)
         return json.dumps(body, ensure_ascii=False).encode()
 
     async def _attempt(
-        self, route: Route, payload: bytes, estimate: int, started: float
+        self, route: Route, payload: bytes, estimate: int, started: float, stalls: int = 0
     ) -> Completion:
         async with route.limiter.slot(estimate) as slot:
             remaining = self.policy.deadline_s - (time.monotonic() - started)
+            read = route.stall.read_timeout(route.read_timeout_s, stalls)
             t0 = time.monotonic()
-            async with asyncio.timeout(max(min(route.attempt_deadline_s, remaining), 0.001)):
-                status, headers, body = await route.post(payload, self.max_response_bytes)
+            try:
+                async with asyncio.timeout(max(min(route.attempt_deadline_s, remaining), 0.001)):
+                    status, headers, body = await route.post(payload, self.max_response_bytes, read)
+            except (httpx.HTTPError, TimeoutError, RetryableError):
+                slot.failed()  # counted for ``failing()``; the limit is left alone
+                raise
             latency = time.monotonic() - t0
+            slot.observe(headers)
+            if _rejects_cache_key(status, payload, body):
+                raise _CacheKeyRejected
             if not 200 <= status < 300:
                 error = route.classify(status, headers, body, self.policy.retry_after_cap_s)
                 if status == 429 and isinstance(error, RetryableError):
                     slot.throttled(error.retry_after)
+                elif isinstance(error, RetryableError):
+                    slot.failed()
                 if isinstance(error, Refused):
                     return Completion(
                         text="",
@@ -161,14 +196,35 @@ class OpenAIBackend:
                         flags=("refused_400",),
                     )
                 raise error
-            completion = parse_completion(body)
+            try:
+                completion = parse_completion(body)
+            except RetryableError:
+                slot.failed()
+                raise
+            route.stall.record(latency)
             completion.latency_s = latency
             completion.cost_usd = route.endpoint.cost(
-                completion.prompt_tokens, completion.completion_tokens
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                completion.cached_tokens,
+                completion.cache_write_tokens,
             )
             used = completion.prompt_tokens + completion.completion_tokens
             slot.settle(used or estimate)
             return completion
+
+    @staticmethod
+    def _drop_cache_key(route: Route) -> None:
+        if route.cache_key:
+            route.cache_key = False
+            route.notices.append(
+                f"{route.where} rejected prompt_cache_key (HTTP 400); requests are sent "
+                "without it (set prompt_cache_key: false for this endpoint)"
+            )
+
+    def notices(self) -> list[str]:
+        """Warnings about endpoints gathered during the run, one line each."""
+        return [line for route in self.routes.values() for line in route.notices]
 
     def _report(self, route: Route, request: ChatRequest, exc: Exception, latency: float) -> None:
         if self.on_attempt_failed is None:
@@ -189,21 +245,40 @@ class OpenAIBackend:
             await route.aclose()
 
 
+def response_format(mode: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The ``response_format`` an endpoint's ``structured_output`` mode sends with a schema."""
+    if mode == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "reply", "schema": schema, "strict": True},
+    }
+
+
 def _override(base_url: str) -> str:
-    if not base_url.startswith(("http://", "https://")):
-        raise ConfigError(f"--base-url {base_url!r}: must start with http:// or https://")
-    return base_url.rstrip("/")
+    try:
+        return check_base_url(base_url)
+    except ValueError as exc:
+        raise ConfigError(f"--base-url {redact_url(base_url)!r}: {exc}") from None
+
+
+def _register_url_secret(url: str) -> None:
+    secret = url_password(url)
+    if secret:
+        register_secret(secret)
 
 
 def endpoints_backend(
-    config_path: Path, base_url: str | None
-) -> tuple[OpenAIBackend, str, dict[str, object]]:
+    config_path: Path, base_url: str | None, batch: bool = False
+) -> tuple[OpenAIBackend | BatchBackend, str, dict[str, object]]:
     """Build the HTTP backend a study's endpoints describe, after the pre-flight checks.
 
     Args:
         config_path: The study config.
         base_url: Send every model to this server instead (``--base-url``); the key
             then becomes optional.
+        batch: Send the calls of endpoints with ``batch: true`` as batch jobs
+            (``transport/batch.py``); at least one endpoint must have it.
 
     Returns:
         The backend, its recorded name (``endpoints``) and manifest facts (no keys).
@@ -213,30 +288,54 @@ def endpoints_backend(
     """
     from alignbf.config.endpoints import check_endpoints
     from alignbf.config.study import load_study
-    from alignbf.transport.preflight import check_route
+    from alignbf.transport.preflight import (
+        check_batch_api,
+        check_route,
+        check_structured_output,
+    )
 
     quiet_http_loggers()
     study = load_study(config_path)
     endpoints = check_endpoints(study, config_path)
     if not study.endpoints:
         raise ConfigError(f"{config_path}: endpoints: no model is mapped to an endpoint")
+    batch_models = {m for m, name in study.endpoints.items() if endpoints[name].batch}
+    if batch and not batch_models:
+        raise ConfigError(
+            f"--batch: no endpoint that {config_path} maps a model to declares batch: true "
+            f"(in {study.endpoints_file})"
+        )
     override = _override(base_url) if base_url else None
+    policy = RetryPolicy.from_env()
     routes: dict[str, Route] = {}
     for model, name in study.endpoints.items():
         endpoint = endpoints[name]
+        _register_url_secret(override or endpoint.base_url)
         endpoint_id = f"{name}:{endpoint.model}"
         if endpoint.structured_output != "off":
             endpoint_id += f"+{endpoint.structured_output}"
         if override:
             endpoint = endpoint.model_copy(update={"base_url": override})
-            endpoint_id += f"@{override}"
+            endpoint_id += f"@{redact_url(override)}"
         key = read_key(endpoint.api_key_env, name, required=override is None)
         routes[model] = make_route(name, endpoint, key, endpoint_id)
-    for route in routes.values():
+    for model, route in routes.items():
         check_route(route)
+        if study.conversation.channel_format == "json":
+            check_structured_output(route)
+        if batch and model in batch_models:
+            check_batch_api(route)
     extra: dict[str, object] = {
-        "endpoints": {name: endpoints[name].model_dump() for name in study.endpoints.values()}
+        "endpoints": {
+            name: {**endpoints[name].model_dump(), "base_url": redact_url(endpoints[name].base_url)}
+            for name in study.endpoints.values()
+        }
     }
     if override:
-        extra["base_url_override"] = override
-    return OpenAIBackend(routes, RetryPolicy.from_env()), "endpoints", extra
+        extra["base_url_override"] = redact_url(override)
+    if batch:
+        from alignbf.transport.batch import BatchBackend
+
+        extra["batch_endpoints"] = sorted({study.endpoints[m] for m in batch_models})
+        return BatchBackend(OpenAIBackend(routes, policy), batch_models), "endpoints", extra
+    return OpenAIBackend(routes, policy), "endpoints", extra

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from alignbf.config.urls import redact_url, redact_urls
 from alignbf.errors import EndpointError
 from alignbf.transport.keys import scrub
 
@@ -54,7 +55,7 @@ def check_route(route: Route) -> None:
     Raises:
         EndpointError: unreachable host, not OpenAI-compatible, auth rejected, redirect.
     """
-    base = route.endpoint.base_url
+    base = redact_url(route.endpoint.base_url)
     try:
         status, headers, body = _get_models(route)
     except httpx.TimeoutException:
@@ -62,7 +63,7 @@ def check_route(route: Route) -> None:
             f"{route.where}: cannot reach {base} (no answer in {PREFLIGHT_TIMEOUT_S:.0f}s)"
         ) from None
     except httpx.HTTPError as exc:
-        reason = scrub(str(exc) or type(exc).__name__)
+        reason = redact_urls(scrub(str(exc) or type(exc).__name__))
         raise EndpointError(f"{route.where}: cannot reach {base} ({reason})") from None
     if 300 <= status < 400 or status in (401, 403):
         raise route.classify(status, headers, body, cap_s=0.0)
@@ -70,4 +71,118 @@ def check_route(route: Route) -> None:
         raise EndpointError(
             f"{route.where}: endpoint does not look OpenAI-compatible "
             f"(GET {base}/models gave HTTP {status} without JSON; is /v1 missing?)"
+        )
+
+
+_PROBE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "talk": {"type": "string"},
+        "monologue": {"type": "string"},
+        "whisper": {
+            "type": "object",
+            "properties": {
+                "to": {"type": "string", "enum": ["Ana", "Ben"]},
+                "text": {"type": "string"},
+            },
+            "required": ["to", "text"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["talk", "monologue"],
+    "additionalProperties": False,
+}
+"""A reply schema of the shape a study sends (an enum of names, a nested optional object)."""
+_TRANSIENT = (408, 409, 429)
+_OTHER_MODE = {"json_schema": "json_object", "json_object": "json_schema"}
+
+
+def _post_probe(route: Route, body: dict[str, object]) -> tuple[int, httpx.Headers, bytes]:
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    if route.key is not None:
+        headers["Authorization"] = f"Bearer {route.key.get_secret_value()}"
+    timeout = httpx.Timeout(PREFLIGHT_TIMEOUT_S, read=max(route.read_timeout_s, 1.0))
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        response = client.post(
+            route.endpoint.base_url + "/chat/completions", json=body, headers=headers
+        )
+        return response.status_code, response.headers, response.content[:_PEEK_BYTES]
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    text = error.get("message") if isinstance(error, dict) else error
+    if not isinstance(text, str) or not text:
+        text = body.decode("utf-8", "replace")
+    return " ".join(scrub(text).split())[:200]
+
+
+def check_structured_output(route: Route) -> None:
+    """Send one tiny request with the ``response_format`` the endpoint's
+    ``structured_output`` will use, and fail in one line when the server rejects it.
+
+    Nothing is checked for ``structured_output: off``. A transient answer (408, 409, 429,
+    5xx) or no answer says nothing about the setting and lets the run go on; 401, 403
+    and 404 are the usual one-line errors.
+
+    Raises:
+        EndpointError: the server answers the request 4xx.
+    """
+    from alignbf.transport.client import response_format
+
+    mode = route.endpoint.structured_output
+    if mode == "off":
+        return
+    body: dict[str, object] = {
+        "model": route.endpoint.model,
+        "messages": [{"role": "user", "content": "Reply with a JSON object: talk, monologue."}],
+        "max_tokens": 16,
+        "temperature": 0,
+        "response_format": response_format(mode, _PROBE_SCHEMA),
+    }
+    try:
+        status, headers, raw = _post_probe(route, body)
+    except httpx.HTTPError:
+        return
+    if status < 400 or status >= 500 or status in _TRANSIENT:
+        return
+    if status in (401, 403, 404):
+        raise route.classify(status, headers, raw, cap_s=0.0)
+    raise EndpointError(
+        f"{route.where}: structured_output {mode} rejected by the server "
+        f"({status}: {_error_text(raw)}); set structured_output: {_OTHER_MODE[mode]} or off"
+    )
+
+
+def check_batch_api(route: Route) -> None:
+    """For an endpoint with ``batch: true``: ``GET {base_url}/batches?limit=1`` must answer
+    JSON, so a server without the batch API fails here, before anything is submitted.
+
+    Raises:
+        EndpointError: unreachable, no batch API (404 or no JSON), or auth rejected.
+    """
+    base = redact_url(route.endpoint.base_url)
+    headers = {"Accept": "application/json"}
+    if route.key is not None:
+        headers["Authorization"] = f"Bearer {route.key.get_secret_value()}"
+    try:
+        with httpx.Client(
+            timeout=PREFLIGHT_TIMEOUT_S, follow_redirects=False, trust_env=False
+        ) as client:
+            response = client.get(
+                route.endpoint.base_url + "/batches", params={"limit": 1}, headers=headers
+            )
+    except httpx.HTTPError as exc:
+        reason = redact_urls(scrub(str(exc) or type(exc).__name__))
+        raise EndpointError(f"{route.where}: cannot reach {base} ({reason})") from None
+    status, body = response.status_code, response.content[:_PEEK_BYTES]
+    if 300 <= status < 400 or status in (401, 403):
+        raise route.classify(status, response.headers, body, cap_s=0.0)
+    if status == 404 or (status == 200 and not _is_json(body)):
+        raise EndpointError(
+            f"{route.where}: no batch API (GET {base}/batches gave HTTP {status}); "
+            "set batch: false for this endpoint or run without --batch"
         )

@@ -7,6 +7,10 @@ the real usage, so the bucket tracks what the provider counts.
 
 The number of connection slots adapts (AIMD): a 429 halves it and pauses the
 endpoint for the server's ``Retry-After``; successes win the slots back one by one.
+When the server reports what is left of its quota (``x-ratelimit-remaining-requests``
+/ ``-tokens`` with ``x-ratelimit-reset-requests`` / ``-tokens``), new requests are held
+until the reset once the requests in flight would use up what is left, so the quota is
+not overrun in the first place.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+from alignbf.transport.retry import parse_duration
 
 BURST_SECONDS = 10.0
 """A bucket holds at most this many seconds' worth of its rate, so a start is not one burst."""
@@ -77,17 +83,25 @@ class Concurrency:
       random 429s a second would keep the endpoint paused and the limit at 1.
     * Each success adds ``1 / limit``: about one more slot per round of successes.
     * Server errors and timeouts leave the limit alone; they say nothing about the rate.
+      They are counted, though: ``failing()`` tells a stray failure among successes
+      (worth a prompt retry) from an endpoint whose answers mostly fail (worth backing
+      off), by the same rule over the last ``FAIL_WINDOW`` answers of any kind.
+    * ``pace()`` holds new requests until the server's quota window resets when what is
+      left of the quota would not cover the requests already in flight.
 
     Waiters are served first come, first served.
     """
 
     PERSIST_WINDOW = 8
     PERSIST_COUNT = 3
+    FAIL_WINDOW = 20
 
     def __init__(self, maximum: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.maximum = maximum
         self._recent: deque[bool] = deque(maxlen=self.PERSIST_WINDOW)
         """Whether each of the latest answers was a 429."""
+        self._outcomes: deque[bool] = deque(maxlen=self.FAIL_WINDOW)
+        """Whether each of the latest answers failed (any transient failure, 429s included)."""
         self.limit = float(maximum)
         self.lowest = float(maximum)
         self.cuts = 0
@@ -128,7 +142,27 @@ class Concurrency:
     def succeeded(self) -> None:
         """A request got its answer: grow the limit by ``1 / limit``."""
         self._recent.append(False)
+        self._outcomes.append(False)
         self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+
+    def failed(self) -> None:
+        """A request failed for a reason other than a 429 (5xx, timeout, reset, bad body)."""
+        self._outcomes.append(True)
+
+    def failing(self) -> bool:
+        """Whether failures persist: at least ``PERSIST_COUNT`` of the last ``FAIL_WINDOW``
+        answers, and at least half of them, failed (a stray failure does not count)."""
+        failed = sum(self._outcomes)
+        return failed >= self.PERSIST_COUNT and 2 * failed >= len(self._outcomes)
+
+    def pace(self, remaining: float, reset_s: float, per_request: float = 1.0) -> None:
+        """The server has ``remaining`` of its quota left until it resets in ``reset_s``.
+
+        When that would not cover ``per_request`` for each request in flight, no new
+        request starts before the reset (the requests in flight are left to finish).
+        """
+        if remaining < self.in_flight * per_request and reset_s > 0:
+            self.paused_until = max(self.paused_until, self._clock() + reset_s)
 
     def _persisting(self) -> bool:
         """Whether the latest answers are mostly 429s (see the class docstring)."""
@@ -139,6 +173,7 @@ class Concurrency:
         """A request started at ``started`` got a 429 (with the server's wait, if any)."""
         now = self._clock()
         self._recent.append(True)
+        self._outcomes.append(True)
         if not self._persisting():
             return
         if started > self._cut_at:
@@ -228,6 +263,34 @@ class Slot:
     def throttled(self, retry_after: float | None) -> None:
         """The endpoint answered 429: cut the concurrency and pause for ``retry_after``."""
         self._limiter.connections.throttled(self.started, retry_after)
+
+    def failed(self) -> None:
+        """The attempt failed otherwise (5xx, timeout, reset, bad body): count it, no cut."""
+        self._limiter.connections.failed()
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Pace the endpoint by the quota its answer reports left (see ``quota_left``)."""
+        connections = self._limiter.connections
+        for remaining, reset_s, kind in quota_left(headers):
+            connections.pace(remaining, reset_s, self.estimate if kind == "tokens" else 1.0)
+
+
+def quota_left(headers: Mapping[str, str]) -> list[tuple[float, float, str]]:
+    """(remaining, seconds to reset, ``requests`` or ``tokens``) for each quota an answer
+    reports in ``x-ratelimit-remaining-*`` and ``x-ratelimit-reset-*`` (OpenAI, Groq)."""
+    found = []
+    for kind in ("requests", "tokens"):
+        remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+        if remaining is None:
+            continue
+        reset_s = parse_duration(headers.get(f"x-ratelimit-reset-{kind}") or "")
+        try:
+            left = float(remaining)
+        except ValueError:
+            continue
+        if reset_s is not None and math.isfinite(left):
+            found.append((left, reset_s, kind))
+    return found
 
 
 def estimate_tokens(messages: tuple[dict[str, str], ...], max_tokens: int) -> int:

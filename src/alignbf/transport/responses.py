@@ -41,6 +41,30 @@ def _count(usage: dict[str, Any], name: str) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
+def _reported(usage: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> int | None:
+    """The first count found at one of ``paths`` in ``usage``; None when none is reported."""
+    for path in paths:
+        node: Any = usage
+        for name in path:
+            node = node.get(name) if isinstance(node, dict) else None
+        if isinstance(node, int) and not isinstance(node, bool) and node >= 0:
+            return node
+    return None
+
+
+# OpenAI (and vLLM, Groq, OpenRouter) nest cache reads under prompt_tokens_details;
+# DeepSeek and Anthropic-style usages name them at the top level.
+_CACHED = (
+    ("prompt_tokens_details", "cached_tokens"),
+    ("cache_read_input_tokens",),
+    ("prompt_cache_hit_tokens",),
+)
+_CACHE_WRITE = (
+    ("prompt_tokens_details", "cache_write_tokens"),
+    ("cache_creation_input_tokens",),
+)
+
+
 def _text(message: dict[str, Any], finish: str, flags: list[str]) -> str:
     content = message.get("content")
     if content is None:
@@ -84,4 +108,6 @@ def parse_completion(body: bytes) -> Completion:
         model=str(obj.get("model") or ""),
         system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
         flags=tuple(flags),
+        cached_tokens=_reported(usage or {}, _CACHED),
+        cache_write_tokens=_reported(usage or {}, _CACHE_WRITE),
     )

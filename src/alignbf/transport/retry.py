@@ -4,8 +4,11 @@ A failed attempt is one of three things:
 
 * **transient** (``should_retry`` is True): 408, 409, 429 other than an exhausted
   quota, 5xx other than a context-length body, timeouts, connection errors and
-  invalid 200 bodies. Retried with jittered exponential backoff, or after the
-  server's ``retry-after-ms`` / ``Retry-After`` hint plus 0-20 % jitter, up to
+  invalid 200 bodies. Retried after the server's ``retry-after-ms`` /
+  ``Retry-After`` hint plus 0-20 % jitter; without a hint, a stray failure among
+  successes (the endpoint's ``failing()`` is False) is retried promptly after a
+  short full-jitter backoff (``stray_backoff_s``, doubling per retry), and failures
+  that persist back off exponentially from ``backoff_initial_s``; in both cases up to
   ``max_retries`` retries and a total deadline per logical request. A hint above
   the cap is not slept on: the call fails as ``TransientEndpointError`` and the
   run can be resumed later.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import os
 import random
 import re
@@ -37,6 +41,7 @@ from tenacity import (
     stop_before_delay,
 )
 
+from alignbf.config.urls import redact_urls
 from alignbf.errors import ConfigError, ContextLengthError, EndpointError, TransientEndpointError
 from alignbf.transport.keys import scrub
 
@@ -65,16 +70,22 @@ class RetryPolicy:
     """First backoff without a server hint; doubles per retry, plus up to as much jitter."""
     backoff_max_s: float = 60.0
     """Longest backoff without a server hint."""
+    stray_backoff_s: float = 0.1
+    """Upper bound of the first backoff after a stray failure (one among successes, so a
+    fresh attempt is likely to pass): a uniform draw below it, doubling per retry, never
+    above ``backoff_initial_s``."""
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
         """The defaults, with ``ALIGNBF_MAX_RETRIES``, ``ALIGNBF_REQUEST_DEADLINE_S``,
-        ``ALIGNBF_RETRY_AFTER_CAP_S`` and ``ALIGNBF_BACKOFF_S`` applied when set."""
+        ``ALIGNBF_RETRY_AFTER_CAP_S``, ``ALIGNBF_BACKOFF_S`` and ``ALIGNBF_STRAY_BACKOFF_S``
+        applied when set."""
         fields = {
             "max_retries": ("ALIGNBF_MAX_RETRIES", int),
             "deadline_s": ("ALIGNBF_REQUEST_DEADLINE_S", float),
             "retry_after_cap_s": ("ALIGNBF_RETRY_AFTER_CAP_S", float),
             "backoff_initial_s": ("ALIGNBF_BACKOFF_S", float),
+            "stray_backoff_s": ("ALIGNBF_STRAY_BACKOFF_S", float),
         }
         values: dict[str, Any] = {}
         for name, (var, kind) in fields.items():
@@ -84,14 +95,15 @@ class RetryPolicy:
 
 
 def env_number(var: str, kind: type[int] | type[float]) -> float:
-    """A non-negative number from an environment variable, or one ConfigError line."""
+    """A finite non-negative number from an environment variable, or one ConfigError line."""
     text = os.environ.get(var, "")
     try:
         value = kind(text)
     except ValueError:
-        raise ConfigError(f"{var}={text!r}: expected a non-negative number") from None
-    if value < 0:
-        raise ConfigError(f"{var}={text!r}: expected a non-negative number")
+        value = -1
+    if not math.isfinite(value) or value < 0:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{var}={text!r}: expected {what}, 0 or more (not nan or inf)")
     return value
 
 
@@ -212,7 +224,7 @@ def classify(
     both = f"{kinds} {message}"
     short = scrub(" ".join(message.split())[:200])
     if 300 <= status < 400:
-        target = scrub(headers.get("location", "?"))
+        target = redact_urls(scrub(headers.get("location", "?")))
         return EndpointError(
             f"{where}: endpoint redirects (HTTP {status} to {target}); "
             "set base_url to the final address"
@@ -262,14 +274,20 @@ def describe(exc: BaseException) -> tuple[str, str]:
     return label, scrub(f"{type(exc).__name__}: {exc}")[:500]
 
 
-def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
+def _wait(
+    policy: RetryPolicy, failing: Callable[[], bool] | None
+) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         hint = getattr(exc, "retry_after", None)
         if hint is not None:
             return float(hint) * (1.0 + random.uniform(0.0, 0.2))
         initial = policy.backoff_initial_s
-        backoff = min(policy.backoff_max_s, initial * 2 ** (state.attempt_number - 1))
+        doubling = 2 ** (state.attempt_number - 1)
+        if failing is not None and not failing():
+            stray = min(policy.stray_backoff_s, initial)
+            return random.uniform(0.0, min(policy.backoff_max_s, stray * doubling))
+        backoff = min(policy.backoff_max_s, initial * doubling)
         return backoff + random.uniform(0.0, initial)
 
     return wait
@@ -279,15 +297,19 @@ async def call_with_retries(
     attempt: Callable[[int], Awaitable[T]],
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    failing: Callable[[], bool] | None = None,
 ) -> T:
     """Run ``attempt(n)`` (n = 1, 2, ...) until it returns, fails for good, or a bound is hit.
 
-    The last exception is re-raised unchanged when attempts, or the deadline, run out.
+    ``failing()`` says whether the endpoint's failures persist (``Concurrency.failing``);
+    when it says no, a failure without a server hint is taken for a stray one and retried
+    promptly. Without it every such failure backs off exponentially. The last exception
+    is re-raised unchanged when attempts, or the deadline, run out.
     """
     retrying = AsyncRetrying(
         retry=retry_if_exception(should_retry),
         stop=stop_after_attempt(policy.max_retries + 1) | stop_before_delay(policy.deadline_s),
-        wait=_wait(policy),
+        wait=_wait(policy, failing),
         sleep=sleep,
         reraise=True,
     )

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+from collections import deque
 from dataclasses import dataclass, field
 
 import httpx
 from pydantic import SecretStr
 
 from alignbf.config.endpoints import Endpoint
+from alignbf.config.urls import redact_url
 from alignbf.errors import EndpointError
 from alignbf.testing import crashpoints
 from alignbf.transport.ratelimit import EndpointLimiter
@@ -27,6 +29,48 @@ from alignbf.transport.retry import RetryableError, classify, env_number
 from alignbf.transport.wire import Lane
 
 CONNECT_TIMEOUT_S = 10.0
+STALL_FACTOR = 4.0
+"""An attempt waits this many times the endpoint's slowest recent answer (``StallBound``)."""
+
+
+class StallBound:
+    """How long an attempt waits for the server's first byte before it is taken for a stall.
+
+    A non-streaming answer sends nothing until the completion is done, so a stalled
+    request (accepted, never answered) is only seen by the read timeout. Once an
+    endpoint has answered ``WARMUP`` times, an attempt waits ``factor`` times the
+    slowest of its last ``SAMPLES`` successful answers (at least ``FLOOR_S``, at most the
+    read timeout); each retry of a request after such a timeout waits twice as long, so
+    an endpoint that has grown slower is soon given the full read timeout again.
+    ``factor`` 0 turns it off (``ALIGNBF_STALL_FACTOR``).
+    """
+
+    SAMPLES = 256
+    WARMUP = 50
+    FLOOR_S = 1.0
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+        self._latencies: deque[float] = deque(maxlen=self.SAMPLES)
+        self._slowest = 0.0
+        self._stale = 0
+
+    def record(self, latency_s: float) -> None:
+        """A successful answer took ``latency_s`` from request to last byte."""
+        self._latencies.append(latency_s)
+        self._stale += 1
+        if latency_s > self._slowest:
+            self._slowest = latency_s
+        elif self._stale >= 32:  # the slowest may have left the window: look again
+            self._slowest = max(self._latencies)
+            self._stale = 0
+
+    def read_timeout(self, configured_s: float, stalls: int) -> float:
+        """The read timeout of an attempt that follows ``stalls`` timed-out attempts."""
+        if not self.factor or len(self._latencies) < self.WARMUP:
+            return configured_s
+        bound = max(self.FLOOR_S, self.factor * self._slowest) * 2**stalls
+        return min(configured_s, bound)
 
 
 @dataclass
@@ -46,6 +90,12 @@ class Route:
     """True once a call has succeeded (until then calls go one at a time)."""
     fatal: EndpointError | None = None
     """The error that made this endpoint unusable; no request is sent after it."""
+    cache_key: bool = False
+    """Requests carry ``prompt_cache_key`` (turned off when the endpoint rejects it)."""
+    notices: list[str] = field(default_factory=list)
+    """Warnings about this endpoint for the run summary (one line each)."""
+    stall: StallBound = field(default_factory=lambda: StallBound(0.0))
+    """The read timeout that tells a stall from a slow answer (off unless set)."""
     lanes: list[httpx.AsyncBaseTransport] = field(default_factory=list)
     idle: list[httpx.AsyncBaseTransport] = field(default_factory=list)
     _tls: ssl.SSLContext | None = None
@@ -54,7 +104,7 @@ class Route:
     @property
     def where(self) -> str:
         """``endpoint NAME (BASE_URL)``, the subject of every message about this endpoint."""
-        return f"endpoint {self.name} ({self.endpoint.base_url})"
+        return f"endpoint {self.name} ({redact_url(self.endpoint.base_url)})"
 
     @property
     def attempt_deadline_s(self) -> float:
@@ -84,7 +134,7 @@ class Route:
         self.lanes.append(lane)
         return lane
 
-    def _request(self, payload: bytes) -> httpx.Request:
+    def _request(self, payload: bytes, read_timeout_s: float | None = None) -> httpx.Request:
         if self._template is None:
             read = self.read_timeout_s
             timeout = httpx.Timeout(connect=CONNECT_TIMEOUT_S, read=read, write=read, pool=read)
@@ -94,12 +144,18 @@ class Route:
             url = httpx.URL(self.endpoint.base_url + "/chat/completions")
             self._template = (url, httpx.Headers(fields), timeout.as_dict())
         url, headers, timeout_dict = self._template
+        if read_timeout_s is not None and read_timeout_s != timeout_dict["read"]:
+            timeout_dict = {**timeout_dict, "read": read_timeout_s}
         return httpx.Request(
             "POST", url, headers=headers, content=payload, extensions={"timeout": timeout_dict}
         )
 
-    async def post(self, payload: bytes, cap: int) -> tuple[int, httpx.Headers, bytes]:
+    async def post(
+        self, payload: bytes, cap: int, read_timeout_s: float | None = None
+    ) -> tuple[int, httpx.Headers, bytes]:
         """Send one chat request; read at most ``cap`` bytes of the answer.
+
+        ``read_timeout_s`` replaces the route's read timeout for this request.
 
         Raises:
             RetryableError: the response is larger than ``cap``.
@@ -107,7 +163,7 @@ class Route:
         """
         lane = self._lane()
         try:
-            response = await lane.handle_async_request(self._request(payload))
+            response = await lane.handle_async_request(self._request(payload, read_timeout_s))
             try:
                 crashpoints.reached("http_response_headers")
                 return response.status_code, response.headers, await _read(response, cap)
@@ -144,11 +200,18 @@ def make_route(
     endpoint_id: str,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Route:
-    """A route with the endpoint's limits; ``ALIGNBF_HTTP_TIMEOUT_S`` caps the read timeout."""
+    """A route with the endpoint's limits; ``ALIGNBF_HTTP_TIMEOUT_S`` caps the read timeout
+    and ``ALIGNBF_STALL_FACTOR`` sets the stall bound's factor (default ``STALL_FACTOR``)."""
     read = endpoint.timeout_s
     if os.environ.get("ALIGNBF_HTTP_TIMEOUT_S"):
         read = min(read, env_number("ALIGNBF_HTTP_TIMEOUT_S", float) or read)
+    factor = STALL_FACTOR
+    if os.environ.get("ALIGNBF_STALL_FACTOR"):
+        factor = env_number("ALIGNBF_STALL_FACTOR", float)
     limiter = EndpointLimiter(
         endpoint.max_connections, endpoint.requests_per_minute, endpoint.tokens_per_minute
     )
-    return Route(name, endpoint, key, endpoint_id, read, limiter, transport)
+    route = Route(name, endpoint, key, endpoint_id, read, limiter, transport)
+    route.cache_key = endpoint.sends_prompt_cache_key
+    route.stall = StallBound(factor)
+    return route

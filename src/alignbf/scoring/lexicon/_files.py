@@ -114,6 +114,15 @@ def instruction_echo(lexicon: Lexicon, n: int) -> Echo | None:
     """The echo index of a language's instruction texts (``n`` units; 0 = no filter)."""
     if not n:
         return None
+    from alignbf.config.prompts import prompt_file
+
+    return _instruction_echo(lexicon, n, prompt_file(lexicon.language))
+
+
+@functools.lru_cache(maxsize=256)
+def _instruction_echo(lexicon: Lexicon, n: int, prompts: Path) -> Echo:
+    """The echo index, built once per lexicon, length and prompt file (the prompt file is
+    read once per process too)."""
     from alignbf.config.prompts import load_prompts
 
     return lexicon.echo(load_prompts(lexicon.language).instruction_texts(), n)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -56,6 +56,23 @@ class Echo:
 
     n: int
     grams: frozenset[str]
+    runs: tuple[frozenset[str], ...] = field(default=(), compare=False, repr=False)
+    """Every run of 1, 2, ... (at most :data:`_RUNS`) units inside one of the n-grams, joined
+    like them: a hit whose first units are not among them lies inside no n-gram."""
+
+    @classmethod
+    def of(cls, n: int, grams: frozenset[str]) -> Echo:
+        """The index of ``grams`` with its :attr:`runs`."""
+        split = [gram.split("\x1f") for gram in grams]
+        runs = tuple(
+            frozenset("\x1f".join(units[i : i + m]) for units in split for i in range(n - m + 1))
+            for m in range(1, min(n, _RUNS) + 1)
+        )
+        return cls(n, grams, runs)
+
+
+_RUNS = 3
+"""Longest run of units :attr:`Echo.runs` holds."""
 
 
 @dataclass
@@ -80,6 +97,9 @@ class _Sense:
     unless: bool
     side: str = "both"
 
+
+_SLOT = {category: i for i, category in enumerate(CATEGORIES)}
+"""Position of each category in :meth:`Lexicon.tally`'s counts."""
 
 _Hit = tuple[int, str, bool, int, int]
 """(index of the marked token, category, negated, start, end): start and end in words for
@@ -130,6 +150,13 @@ class Lexicon:
         self._ordered = list(entries.values())
         self._senses = self._compile_senses(data.get("senses", []))
         self._known: dict[str, _Token] = {}
+        self._pieces: dict[str, tuple[str, ...]] = {}
+        # A word starting with a combining mark, which the tokens leave out of their words;
+        # a term that can match nothing would be a token with no units.
+        self._loose_mark = re.compile(f"(?<!{_WORD})(?!\\w){_WORD}")
+        self._token_units = not any(
+            re.match(key[3:], "") for key in entries if key.startswith("re:")
+        )
         self._named: re.Pattern[str] | None = None
         self._exact = {
             key: entry
@@ -137,14 +164,22 @@ class Lexicon:
             if not key.startswith("re:") and "*" not in key and "-" not in key
         }
         boundary = re.escape("".join(sorted(self._boundaries)))
+        # Clause bounds: the last boundary character before a position, the first after it.
+        self._clause_start = re.compile(f".*[{boundary}]", re.DOTALL)
+        self._clause_end = re.compile(f"[{boundary}]")
         body = self._body(list(entries))
+        self._seek: re.Pattern[str] | None = None
         if self.unit == "char":
             self._pattern = re.compile(f"{body}|[{boundary}]")
+            self._seek_source = ""
         else:
             # Plain words are tokens too, so units come from the same pass; skipping spaces
             # inside the match spares a failed term attempt at every space.
             skip = f"[^\\w{boundary}]*+"
             self._pattern = re.compile(f"{skip}(?:({body}|[{boundary}])|{_WORD}++)")
+            # The same tokens, one match per marked token: plain words are passed over
+            # lazily, each only after no marked token matches where it starts.
+            self._seek_source = f"(?:{skip}{_WORD}++)*?{skip}({body}|[{boundary}])"
 
     def _compile_senses(self, rules: list[dict[str, Any]]) -> dict[str, list[_Sense]]:
         """Sense rules by the term (as written) they re-assign."""
@@ -171,18 +206,16 @@ class Lexicon:
             senses.setdefault(rule["term"], []).append(sense)
         return senses
 
-    def _gap(self, text: str) -> int:
-        """Units between a context phrase and a term (characters for ``char`` lexicons)."""
-        return len(text) if self.unit == "char" else len(re.findall(_WORD + "+", text))
+    def _gap(self, norm: str, start: int, end: int) -> int:
+        """Units in ``norm[start:end]``, between a context phrase and a term (characters for
+        ``char`` lexicons)."""
+        return end - start if self.unit == "char" else len(self._word.findall(norm, start, end))
 
     def _clause(self, norm: str, start: int, end: int) -> tuple[int, int]:
         """Bounds of the clause (between boundary characters) around ``norm[start:end]``."""
-        left, right = start, end
-        while left > 0 and norm[left - 1] not in self._boundaries:
-            left -= 1
-        while right < len(norm) and norm[right] not in self._boundaries:
-            right += 1
-        return left, right
+        before = self._clause_start.match(norm, 0, start)
+        after = self._clause_end.search(norm, end)
+        return (before.end() if before else 0), (after.start() if after else len(norm))
 
     def _sense(
         self, norm: str, span: tuple[int, int], rules: list[_Sense], category: str
@@ -190,16 +223,17 @@ class Lexicon:
         """The category a hit counts for once its sense rules are applied."""
         start, end = span
         left, right = self._clause(norm, start, end)
+        gap = self._gap
         for rule in rules:
             near = rule.side != "after" and any(
-                self._gap(norm[m.end() : start]) <= rule.window
+                gap(norm, m.end(), start) <= rule.window
                 for m in rule.context.finditer(norm, left, start)
                 if m.end() <= start
             )
             near = near or (
                 rule.side != "before"
                 and any(
-                    self._gap(norm[end : m.start()]) <= rule.window
+                    gap(norm, end, m.start()) <= rule.window
                     for m in rule.context.finditer(norm, end, right)
                 )
             )
@@ -226,6 +260,15 @@ class Lexicon:
             return body + _WORD + "*"
         prefix = _ARABIC_PROCLITIC if self.language == "ar" else ""
         return f"{prefix}{body}(?!{_WORD})"
+
+    def prepare(self) -> Lexicon:
+        """Compile now the patterns counting would compile on first need (identifying a
+        token, placing sense-rule terms), so that forked workers inherit them."""
+        if self._named is None:
+            self._named = re.compile(self._body(list(self._entries), named=True))
+        if self._seek is None and self._seek_source:
+            self._seek = re.compile(self._seek_source)
+        return self
 
     def normalise(self, text: str) -> str:
         """NFKC, casefold and the language's character folding (see the module docstring)."""
@@ -273,11 +316,22 @@ class Lexicon:
             return len(tokens) - len(marked), marked
         return _letters(norm), [(m.start(), m.group()) for m in self._pattern.finditer(norm)]
 
-    def _spans(self, norm: str) -> list[tuple[int, int]]:
-        """Spans of the marked tokens of :meth:`_tokens`, in the same order."""
-        if self.unit == "word":
-            return [m.span(1) for m in self._pattern.finditer(norm) if m.group(1)]
-        return [m.span() for m in self._pattern.finditer(norm)]
+    def _spans(
+        self, norm: str, marked: list[tuple[int, str]], upto: int | None = None
+    ) -> list[tuple[int, int]]:
+        """Spans of the marked tokens of :meth:`_tokens` (those up to index ``upto``)."""
+        if self.unit == "char":
+            return [(offset, offset + len(text)) for offset, text in marked]
+        if self._seek is None:
+            self._seek = re.compile(self._seek_source)
+        seek, spans, pos = self._seek.match, [], 0
+        for _, text in marked if upto is None else marked[: upto + 1]:
+            found = seek(norm, pos)
+            if found is None or found.group(1) != text:
+                return [m.span(1) for m in self._pattern.finditer(norm) if m.group(1)]
+            spans.append(found.span(1))
+            pos = found.end()
+        return spans
 
     def _resolve(
         self, plain: int, marked: list[tuple[int, str]], norm: str
@@ -315,9 +369,10 @@ class Lexicon:
             return plain + offset, [(k, e.category or "", False, s, x) for k, e, s, x, _ in hits]
         categories: list[str | None] = [entry.category for _, entry, *_ in hits]
         if sensing:
-            spans = self._spans(norm)
+            last = max(k for k, entry, *_ in hits if entry.term in senses)
+            spans = self._spans(norm, marked, last)
             for i, (k, entry, *_) in enumerate(hits):
-                rules = self._senses.get(entry.term)
+                rules = senses.get(entry.term)
                 if rules:
                     categories[i] = self._sense(norm, spans[k], rules, entry.category or "")
         negated = [False] * len(hits)
@@ -360,7 +415,7 @@ class Lexicon:
             for part in re.split(r"\{[a-z]+\}", text):
                 norm = self._normalise(part)
                 grams.update(self._grams(norm, self._unit_spans(norm), n))
-        return Echo(n, frozenset(grams))
+        return Echo.of(n, frozenset(grams))
 
     def _echoed(self, norm: str, spans: list[tuple[int, int]], echo: Echo) -> list[bool]:
         """For each hit span, whether it lies wholly inside repeated instruction text."""
@@ -383,23 +438,89 @@ class Lexicon:
 
     def _echoed_units(self, norm: str, ranges: list[tuple[int, int]], echo: Echo) -> list[bool]:
         """:meth:`_echoed` for hits given by their positions from :meth:`_resolve`: only
-        the n-grams around each hit are built."""
+        the n-grams around each hit are built.
+
+        Every n-gram that starts at most ``n`` units before a hit's end and at or before its
+        start holds the whole hit, so one such n-gram among the instruction n-grams is
+        enough."""
+        n, grams, out = echo.n, echo.grams, []
         if self.unit == "word":
             units = self._word.findall(norm)
-        else:
-            units = _LETTER.findall(norm)
-            ranges = [
-                (_letters(norm[:start]), _letters(norm[:start]) + _letters(norm[start:end]))
-                for start, end in ranges
-            ]
-        n, grams, out = echo.n, echo.grams, []
+            for start, end in ranges:
+                out.append(
+                    end > start
+                    and any(
+                        "\x1f".join(units[k : k + n]) in grams
+                        for k in range(max(0, end - n), min(start, len(units) - n) + 1)
+                    )
+                )
+            return out
+        # A letter is one character, so the n-gram at letter k is a slice of all of them
+        # joined by the separator.
+        letters = _LETTER.findall(norm)
+        joined, size, width = "\x1f".join(letters), len(letters), 2 * n - 1
         for start, end in ranges:
-            covered: set[int] = set()
-            for k in range(max(0, end - n), min(start, len(units) - n) + 1):
-                if "\x1f".join(units[k : k + n]) in grams:
-                    covered.update(range(k, k + n))
-            out.append(end > start and all(u in covered for u in range(start, end)))
+            first = _letters(norm[:start])
+            last = first + _letters(norm[start:end])
+            out.append(
+                last > first
+                and any(
+                    joined[2 * k : 2 * k + width] in grams
+                    for k in range(max(0, last - n), min(first, size - n) + 1)
+                )
+            )
         return out
+
+    def _may_echo(
+        self, norm: str, marked: list[tuple[int, str]], hits: list[_Hit], echo: Echo
+    ) -> bool:
+        """Whether some hit may be an echo: its first units run inside an n-gram.
+
+        The units of a hit are those of its token, except in a word-lexicon text with a
+        word that starts with a combining mark (the marked tokens leave such marks out):
+        there every hit may be one.
+        """
+        runs = echo.runs
+        if not runs or not self._token_units:
+            return True
+        if self.unit == "word" and not norm.isascii() and self._loose_mark.search(norm):
+            return True
+        pieces, piece = self._pieces, self._piece
+        for k, *_ in hits:
+            token = marked[k][1]
+            units = pieces.get(token) or piece(token)
+            if 0 < len(units) <= echo.n:
+                m = min(len(units), len(runs))
+                if "\x1f".join(units[:m]) in runs[m - 1]:
+                    return True
+        return False
+
+    def _piece(self, token: str) -> tuple[str, ...]:
+        """The units of a token, memoised per lexicon."""
+        units = tuple((_LETTER if self.unit == "char" else self._word).findall(token))
+        if len(self._pieces) > 100_000:
+            self._pieces.clear()
+        self._pieces[token] = units
+        return units
+
+    def tally(self, text: str, echo: Echo | None = None) -> tuple[int, int, int, int, int, int]:
+        """:meth:`count` as a plain tuple: units, the hits of each category in
+        :data:`CATEGORIES` order, and the hits left out as echoes."""
+        norm = self._normalise(text)
+        plain, marked = self._tokens(norm)
+        units, hits = self._resolve(plain, marked, norm)
+        if not hits:
+            return units, 0, 0, 0, 0, 0
+        echoed = 0
+        if echo is not None and self._may_echo(norm, marked, hits, echo):
+            flags = self._echoed_units(norm, [(s, e) for *_, s, e in hits], echo)
+            echoed = sum(flags)
+            if echoed:
+                hits = [hit for hit, flag in zip(hits, flags, strict=True) if not flag]
+        counts = [0] * len(CATEGORIES)
+        for _, category, negated, _, _ in hits:
+            counts[_SLOT[_OPPOSITE[category] if negated else category]] += 1
+        return units, counts[0], counts[1], counts[2], counts[3], echoed
 
     def count(self, text: str, echo: Echo | None = None) -> TextCounts:
         """Units and per-category hit counts of one text (senses and negation applied).
@@ -407,18 +528,8 @@ class Lexicon:
         With ``echo``, hits inside spans that repeat the indexed texts are left out and
         counted under ``echoed``.
         """
-        norm = self._normalise(text)
-        plain, marked = self._tokens(norm)
-        units, hits = self._resolve(plain, marked, norm)
-        counts = dict.fromkeys(CATEGORIES, 0)
-        echoed = 0
-        if echo is not None and hits:
-            flags = self._echoed_units(norm, [(s, e) for *_, s, e in hits], echo)
-            echoed = sum(flags)
-            hits = [hit for hit, flag in zip(hits, flags, strict=True) if not flag]
-        for _, category, negated, _, _ in hits:
-            counts[_OPPOSITE[category] if negated else category] += 1
-        return TextCounts(units, counts, echoed)
+        units, *hits, echoed = self.tally(text, echo)
+        return TextCounts(units, dict(zip(CATEGORIES, hits, strict=True)), echoed)
 
     def matches(self, text: str) -> list[Match]:
         """Every counted hit, in text order, with spans in the normalised text."""
@@ -426,7 +537,7 @@ class Lexicon:
 
     def _matches(self, norm: str) -> tuple[int, list[Match]]:
         plain, marked = self._tokens(norm)
-        spans = self._spans(norm)
+        spans = self._spans(norm, marked)
         units, hits = self._resolve(plain, marked, norm)
         matches = []
         for k, category, negated, _, _ in hits:

@@ -1,0 +1,301 @@
+"""A judge model as a second instrument: one request per utterance, its categories as JSON.
+
+Every utterance of the ``ok`` simulations in the study's ``hit_channels`` is sent to the
+judge (``scoring.judge``) with the language's rubric (:mod:`alignbf.config.rubric`). A
+judge call is a paid call like any other: it goes through the run's backend (retries,
+rate limits), the budget and the write-through store (:meth:`Runner.ask`), under a
+cache key carrying the utterance (sim_id, agent, turn, channel), the rubric's digest,
+the judge model, its sampling and the attempt number; it is committed before its label
+is used, so a resume sends no request for a label already stored.
+
+A reply that is not JSON of the expected shape is asked again (a new attempt, a new seed)
+up to ``judge.max_attempts`` requests; then the utterance is recorded as *unlabelled*:
+counted and reported, never guessed. Labels are read back from the stored replies, so
+``alignbf analyze`` needs no model once every utterance is judged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from alignbf.config.rubric import JUDGE_CATEGORIES, Rubric, load_rubric, parse_labels
+from alignbf.config.rubric import response_schema as judge_schema
+from alignbf.config.study import Judge, Study
+from alignbf.engine.grid import canonical_hash
+from alignbf.engine.runner import Progress, Runner, cache_key
+from alignbf.errors import (
+    AnalysisError,
+    BudgetExceeded,
+    ContextLengthError,
+    TransientEndpointError,
+)
+from alignbf.store.store import Store
+from alignbf.transport.backend import Backend, ChatRequest, Completion
+
+JUDGE_FLAG = "judge"
+"""Flag of a judge call in the calls table."""
+JUDGE_VERSION = "1.0.0"
+ENDPOINT_FACT = "judge_endpoint"
+"""Run fact: the endpoint id the judge was last called on (keys of stored labels)."""
+LABEL_COLUMNS = ["sim_id", "turn", "agent", "channel", "language", "labelled", "requests",
+                 *JUDGE_CATEGORIES]  # fmt: skip
+
+Utterance = tuple[str, int, int, str, str, str]
+"""(sim_id, turn, agent, channel, language, text)."""
+
+
+@dataclass
+class JudgeResult:
+    """What a judge pass did."""
+
+    utterances: int = 0
+    sent: int = 0
+    """Judge requests sent in this pass (0 when every label was stored)."""
+    stored: int = 0
+    """Utterances whose final reply was already stored when the pass began."""
+    labelled: int = 0
+    unlabelled: int = 0
+    """Utterances whose every reply failed the expected JSON shape."""
+    unjudged: int = 0
+    """Utterances left without a final reply (budget, endpoint failures): a resume judges them."""
+    stopped: str | None = None
+    progress: Progress = field(default_factory=Progress)
+
+
+class _Flagged:
+    """A backend whose completions carry the judge flag into the calls table."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        if hasattr(inner, "on_attempt_failed"):
+            self.on_attempt_failed: Any = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "on_attempt_failed":
+            self.inner.on_attempt_failed = value  # type: ignore[attr-defined]
+
+    def endpoint_id(self, model: str) -> str:
+        return self.inner.endpoint_id(model)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        completion = await self.inner.complete(request)
+        completion.flags = (*completion.flags, JUDGE_FLAG)
+        return completion
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def utterances(store: Store, study: Study) -> list[Utterance]:
+    """The utterances the judge labels: agents' messages of ``ok`` simulations in the
+    hit channels, in a stable order."""
+    channels = list(study.scoring.hit_channels)
+    rows = store.conn.execute(
+        "SELECT m.sim_id, m.turn, m.agent, m.channel, s.language, m.text FROM messages m "
+        "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0 AND "
+        f"m.channel IN ({', '.join('?' * len(channels))}) ORDER BY s.idx, m.turn, m.agent, "
+        "m.channel",
+        channels,
+    )
+    return [(str(a), int(b), int(c), str(d), str(e), str(f)) for a, b, c, d, e, f in rows]
+
+
+def judge_seed(judge: Judge, utterance: Utterance, attempt: int) -> int:
+    """The API seed of one attempt at one utterance: derived from the study's judge seed
+    and the utterance's identity, as a simulation's seed derives from its sim_id, so two
+    utterances with the same words are two samples."""
+    sim_id, turn, agent, channel = utterance[:4]
+    digest = canonical_hash([judge.seed, sim_id, agent, turn, channel, attempt])
+    return int(digest[:8], 16)
+
+
+def judge_request(
+    rubric: Rubric, judge: Judge, utterance: Utterance, attempt: int
+) -> tuple[ChatRequest, str]:
+    """The request of one attempt at one utterance and the digest of its cache key."""
+    sim_id, turn, agent, channel, _, text = utterance
+    messages = rubric.messages(text, channel)
+    request = ChatRequest(
+        sim_id=sim_id,
+        agent=agent,
+        turn=turn,
+        model=judge.model,
+        messages=messages,
+        temperature=judge.temperature,
+        top_p=1.0,
+        max_tokens=judge.max_tokens,
+        seed=judge_seed(judge, utterance, attempt),
+        response_schema=judge_schema(),
+    )
+    digest = canonical_hash([JUDGE_FLAG, channel, rubric.digest, attempt, list(messages)])
+    return request, digest
+
+
+class _Labeller:
+    """Walks each utterance's attempts through the stored replies, then the judge."""
+
+    def __init__(self, study: Study, endpoint: str, stored: dict[str, str]) -> None:
+        assert study.scoring.judge is not None
+        self.judge = study.scoring.judge
+        self.endpoint, self.stored = endpoint, stored
+        self.already = 0
+
+    def key(self, utterance: Utterance, attempt: int) -> tuple[ChatRequest, str, str]:
+        request, digest = judge_request(load_rubric(utterance[4]), self.judge, utterance, attempt)
+        return request, digest, cache_key(self.endpoint, request, digest)
+
+    def from_store(self, utterance: Utterance) -> tuple[dict[str, int] | None, int, bool]:
+        """(labels, requests stored, final): final is False while an attempt is missing."""
+        for attempt in range(self.judge.max_attempts):
+            reply = self.stored.get(self.key(utterance, attempt)[2])
+            if reply is None:
+                return None, attempt, False
+            labels = parse_labels(reply)
+            if labels is not None:
+                return labels, attempt + 1, True
+        return None, self.judge.max_attempts, True
+
+    async def label(self, runner: Runner, utterance: Utterance) -> dict[str, int] | None:
+        labels, start, final = self.from_store(utterance)
+        if final:
+            self.already += 1
+            return labels
+        for attempt in range(start, self.judge.max_attempts):
+            request, digest, key = self.key(utterance, attempt)
+            completion = await runner.ask(request, digest)
+            self.stored[key] = completion.text
+            labels = parse_labels(completion.text)
+            if labels is not None:
+                return labels
+        return None
+
+
+def label_frame(store: Store, study: Study, endpoint: str | None = None) -> pd.DataFrame:
+    """The stored judge labels, one row per utterance (see ``LABEL_COLUMNS``).
+
+    ``labelled`` is True for a valid reply, False for an unlabelled utterance (category
+    columns NaN) and NA when the utterance has not been judged yet.
+    """
+    endpoint = endpoint or store.get(ENDPOINT_FACT)
+    items = utterances(store, study)
+    stored = store.flagged_responses(JUDGE_FLAG) if endpoint else {}
+    labeller = _Labeller(study, endpoint or "", stored)
+    rows = []
+    for u in items:
+        labels, requests, final = labeller.from_store(u)
+        state: bool | None = (labels is not None) if final else None
+        values = [labels[c] if labels else None for c in JUDGE_CATEGORIES]
+        rows.append((u[0], u[1], u[2], u[3], u[4], state, requests, *values))
+    frame = pd.DataFrame(rows, columns=LABEL_COLUMNS)
+    for c in JUDGE_CATEGORIES:
+        frame[c] = frame[c].astype(float)
+    return frame
+
+
+async def _judge(
+    store: Store, study: Study, backend: Backend, concurrency: int, result: JudgeResult
+) -> None:
+    assert study.scoring.judge is not None
+    flagged = _Flagged(backend)
+    endpoint = flagged.endpoint_id(study.scoring.judge.model)
+    store.set_fact(ENDPOINT_FACT, endpoint)
+    labeller = _Labeller(study, endpoint, store.flagged_responses(JUDGE_FLAG))
+    items = utterances(store, study)
+    result.utterances = len(items)
+    runner = Runner(store, flagged, study.budget, concurrency)
+    result.progress = runner.progress
+    queue: Iterator[Utterance] = iter(items)
+
+    async def worker() -> None:
+        for utterance in queue:
+            if result.stopped:
+                return
+            try:
+                await labeller.label(runner, utterance)
+            except BudgetExceeded as exc:
+                result.stopped = result.stopped or str(exc)
+            except (TransientEndpointError, ContextLengthError):
+                continue
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(concurrency, len(items)) or 1):
+                tg.create_task(worker())
+    finally:
+        await flagged.aclose()
+    result.sent, result.stored = runner.progress.calls, labeller.already
+
+
+def judge_store(
+    store: Store,
+    study: Study,
+    backend: Backend,
+    concurrency: int = 16,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> JudgeResult:
+    """Judge every utterance not yet judged, ``concurrency`` requests in flight.
+
+    Raises:
+        EndpointError: the judge's endpoint refused (key, model, quota): one line.
+    """
+    if study.scoring.judge is None:
+        raise AnalysisError(f"{store.dir}: the study's scoring has no judge block")
+    result = JudgeResult()
+    try:
+        asyncio.run(_judge(store, study, backend, concurrency, result))
+    except BaseExceptionGroup as group:
+        raise _first(group) from None
+    labels = label_frame(store, study)
+    result.labelled = int((labels["labelled"] == True).sum())  # noqa: E712
+    result.unlabelled = int((labels["labelled"] == False).sum())  # noqa: E712
+    result.unjudged = int(labels["labelled"].isna().sum())
+    return result
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    for exc in group.exceptions:
+        return _first(exc) if isinstance(exc, BaseExceptionGroup) else exc
+    return group
+
+
+def judge_messages(messages: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Per-message counts with the judge's labels in place of the lexicon's hits.
+
+    ``messages`` is :func:`alignbf.scoring.measures.count_messages` output with a ``turn``
+    column. In the hit channels each category is 1 when the judge labels the utterance
+    so; ``units_unlabelled`` holds the units of unlabelled utterances, which leave the
+    rate's denominator. Echoes are the judge's to judge (the rubric codes a restated
+    instruction 0), so ``echoed`` is 0.
+    """
+    keys = ["sim_id", "turn", "agent", "channel"]
+    merged = messages.merge(labels[[*keys, "labelled", *JUDGE_CATEGORIES]], on=keys, how="left",
+                            suffixes=("_lexicon", ""))  # fmt: skip
+    out = merged[[c for c in messages.columns if c not in JUDGE_CATEGORIES]].copy()
+    judged = merged["labelled"] == True  # noqa: E712
+    for c in JUDGE_CATEGORIES:
+        out[c] = merged[c].where(judged, 0).fillna(0).astype("int64")
+    out["protective_in_harmony"] = out["protective"] * out["conformity"]
+    out["echoed"] = 0
+    unlabelled = merged["labelled"] == False  # noqa: E712
+    out["unlabelled"] = unlabelled.astype("int64")
+    out["units_unlabelled"] = merged["units"].where(unlabelled, 0).astype("int64")
+    return out
+
+
+def judge_rates(frame: pd.DataFrame, per_message: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Measures from judge counts, the rates' denominators without unlabelled units."""
+    extra = per_message.groupby(keys)[["unlabelled", "units_unlabelled"]].sum().reset_index()
+    out = frame.merge(extra, on=keys, how="left")
+    out[["unlabelled", "units_unlabelled"]] = out[["unlabelled", "units_unlabelled"]].fillna(0)
+    units = out["units_hit"] - out["units_unlabelled"]
+    per = units.where(units > 0)
+    for c in JUDGE_CATEGORIES:
+        out[f"{c}_rate"] = out[c] / per * 1000
+    out["echo_share"] = float("nan")
+    return out
