@@ -14,7 +14,8 @@ from alignbf.config import assets
 from alignbf.config.endpoints import Endpoint
 from alignbf.report.provenance import models_used
 from alignbf.store.export import run_status
-from alignbf.store.store import MIGRATIONS, Store, columns
+from alignbf.store.schema import MIGRATIONS, columns
+from alignbf.store.store import Store
 from tests.conftest import cli
 from tests.integration.conftest import FAST_ENV, Server
 

@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
+from alignbf.config.study import load_languages
+
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "data" / "prompts"
 
 SOURCE_LANGUAGE = "en"
-LANGUAGES = (
-    "en", "es", "fr", "de", "pt", "it", "tr", "id", "vi",
-    "ru", "ar", "hi", "th", "ja", "zh", "ko",
-)  # fmt: skip
+LANGUAGES = tuple(load_languages())
 TRANSLATIONS = tuple(lang for lang in LANGUAGES if lang != SOURCE_LANGUAGE)
 
 TOP_LEVEL_KEYS = (

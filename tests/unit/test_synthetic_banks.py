@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alignbf.config.study import load_languages
+
 SYNTHETIC_DIR = Path(__file__).resolve().parents[2] / "data" / "synthetic"
 
-LANGUAGES = [
-    "en", "es", "fr", "de", "pt", "it", "tr", "id",
-    "vi", "ru", "ar", "hi", "th", "ja", "zh", "ko",
-]  # fmt: skip
+LANGUAGES = list(load_languages())
 CHANNELS = ["talk", "monologue"]
 CATEGORIES = [
     "coercive",

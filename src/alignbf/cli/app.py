@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from alignbf.cli.code import code_app
+from alignbf.cli.common import AsJson, Config
+from alignbf.cli.common import echo_json as _echo_json
+from alignbf.cli.lexicon import lexicon_app
+from alignbf.cli.serve import serve_synthetic
 from alignbf.errors import AlignbfError
 
 app = typer.Typer(
@@ -18,15 +21,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Run, score and analyse preregistered multi-agent LLM studies.",
 )
-
-Config = Annotated[
-    str, typer.Argument(help="Study config: a path, or a built-in name like study2.")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _echo_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
 @app.command()
@@ -280,73 +274,7 @@ def score(
 
 
 app.add_typer(code_app, name="code")
-lexicon_app = typer.Typer(help="Inspect and check the scoring lexicons.", no_args_is_help=True)
 app.add_typer(lexicon_app, name="lexicon")
-
-
-@lexicon_app.command("explain")
-def lexicon_explain(
-    text: Annotated[str, typer.Argument(help="The text to score.")],
-    lang: Annotated[str, typer.Option("--lang", help="Language code, e.g. ja.")] = "en",
-    echo: Annotated[
-        int | None,
-        typer.Option(help="Echo n-gram length (0 = off; default: the scoring default)."),
-    ] = None,
-    as_json: AsJson = False,
-) -> None:
-    """Show the units counted and every lexicon match (category, term, span) in TEXT."""
-    from alignbf.scoring.lexicon import explain_text
-
-    result = explain_text(text, lang, echo)
-    if as_json:
-        _echo_json(result)
-        return
-    typer.echo(
-        f"{result['language']} lexicon {result['version']}: {result['units']} {result['unit']}s"
-    )
-    for m in result["matches"]:
-        marks = [mark for mark, on in (("negated", m["negated"]), ("echo", m["echo"])) if on]
-        typer.echo(
-            f"  {m['category']:<14} {m['text']!r} at {m['start']}-{m['end']} (term {m['term']!r})"
-            + (f" [{', '.join(marks)}]" if marks else "")
-        )
-    typer.echo("counts: " + ", ".join(f"{k} {v}" for k, v in result["counts"].items()))
-
-
-@lexicon_app.command("validate")
-def lexicon_validate(
-    run_dir: Annotated[Path, typer.Argument(help="A synthetic run directory.")],
-    as_json: AsJson = False,
-) -> None:
-    """Agreement of the lexicon with the synthetic oracle: per language and category."""
-    from alignbf.analysis.validity import validate_lexicon
-    from alignbf.cli.render import render_validity
-
-    result = validate_lexicon(run_dir)
-    if as_json:
-        _echo_json(
-            {
-                "agreement": json.loads(result.agreement.to_json(orient="records")),
-                "differential": json.loads(result.differential.to_json(orient="records")),
-                "attenuation": json.loads(result.attenuation.to_json(orient="records")),
-                "echo": result.echo,
-            }
-        )
-        return
-    render_validity(result)
-
-
-@lexicon_app.command("check")
-def lexicon_check() -> None:
-    """Validate every lexicon file; exit 1 listing the problems."""
-    from alignbf.scoring.lexicon import check_lexicons
-
-    problems = check_lexicons()
-    for line in problems:
-        typer.echo(line)
-    if problems:
-        raise typer.Exit(1)
-    typer.echo("all lexicons ok")
 
 
 @app.command()
@@ -453,104 +381,7 @@ def prereg_verify(config: Config) -> None:
     typer.echo(f"{result.lock_file}: matches (root {result.locked.root[:16]})")
 
 
-@app.command("serve-synthetic")
-def serve_synthetic(
-    port: Annotated[int, typer.Option(min=0, help="Port (0 picks a free one).")] = 0,
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    latency_ms: Annotated[float, typer.Option(min=0, help="Delay before each answer.")] = 0.0,
-    fault_rate: Annotated[float, typer.Option(help="Share of attempts given a fault.")] = 0.0,
-    fault_seed: Annotated[int, typer.Option(help="Seed of the fault schedule.")] = 0,
-    fault_kinds: Annotated[
-        str | None, typer.Option(help="Comma list: transient kinds to draw, permanent to force.")
-    ] = None,
-    world: Annotated[str, typer.Option(help="Synthetic world file or name.")] = "paper",
-    ledger: Annotated[
-        Path | None, typer.Option(help="Also append the ledger here (JSONL).")
-    ] = None,
-    stall_s: Annotated[float, typer.Option(min=0, help="How long a stall fault lasts.")] = 30.0,
-    storm_s: Annotated[
-        float, typer.Option(min=0, help="Answer every chat request 429 for this long.")
-    ] = 0.0,
-    storm_at_s: Annotated[
-        float, typer.Option(min=0, help="When the storm starts, after the first chat request.")
-    ] = 0.0,
-    storm_retry_after_s: Annotated[
-        int, typer.Option(min=0, help="Retry-After of the storm's 429s.")
-    ] = 2,
-    prefix_cache_tokens: Annotated[
-        int, typer.Option(min=0, help="Emulated prompt cache size in tokens (0 = off).")
-    ] = 0,
-    reject_prompt_cache_key: Annotated[
-        bool, typer.Option(help="Answer 400 to requests that carry prompt_cache_key.")
-    ] = False,
-    judge_error_rate: Annotated[
-        float | None,
-        typer.Option(help="Share of category labels the judge flips (default: the world's)."),
-    ] = None,
-    content_filter_rate: Annotated[
-        float, typer.Option(help="Share of requests answered finish_reason content_filter.")
-    ] = 0.0,
-    reject_response_format: Annotated[
-        str | None, typer.Option(help="Comma list of response_format types to answer 400.")
-    ] = None,
-    batch_api: Annotated[bool, typer.Option(help="Serve the batch API (/v1/batches).")] = True,
-    batch_expire: Annotated[
-        str | None, typer.Option(help="Comma list of batch job numbers that expire.")
-    ] = None,
-    batch_partial: Annotated[
-        str | None, typer.Option(help="Comma list of batch job numbers missing output lines.")
-    ] = None,
-    batch_line_fail_rate: Annotated[
-        float, typer.Option(help="Share of batch lines answered with a 500 line.")
-    ] = 0.0,
-    batch_slow_polls: Annotated[
-        int, typer.Option(min=0, help="Polls a batch job stays in_progress.")
-    ] = 0,
-    batch_stray_lines: Annotated[
-        bool, typer.Option(help="Add an output line with an unknown custom_id to every job.")
-    ] = False,
-) -> None:
-    """Serve the synthetic model as an OpenAI-compatible API, with faults (tests, benchmarks)."""
-    from contextlib import suppress
-
-    from alignbf.testing.batchapi import batch_faults
-    from alignbf.testing.faults import parse_fault_kinds
-    from alignbf.testing.server import ServerOptions, parse_response_formats, serve
-
-    def ready(url: str) -> None:
-        typer.echo(f"listening on {url}")
-        sys.stdout.flush()
-
-    options = ServerOptions(
-        host=host,
-        port=port,
-        latency_ms=latency_ms,
-        fault_rate=fault_rate,
-        fault_seed=fault_seed,
-        fault_kinds=parse_fault_kinds(fault_kinds),
-        world=world,
-        ledger=ledger,
-        stall_s=stall_s,
-        storm_s=storm_s,
-        storm_at_s=storm_at_s,
-        storm_retry_after_s=storm_retry_after_s,
-        prefix_cache_tokens=prefix_cache_tokens,
-        reject_prompt_cache_key=reject_prompt_cache_key,
-        judge_error_rate=judge_error_rate,
-        content_filter_rate=content_filter_rate,
-        reject_response_format=parse_response_formats(reject_response_format),
-        batch_api=batch_api,
-        batch_faults=batch_faults(
-            batch_expire,
-            batch_partial,
-            batch_line_fail_rate,
-            batch_slow_polls,
-            batch_stray_lines,
-            fault_seed,
-        ),
-    )
-    with suppress(KeyboardInterrupt):
-        serve(options, ready)
+app.command("serve-synthetic")(serve_synthetic)
 
 
 def main() -> None:

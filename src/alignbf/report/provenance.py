@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from alignbf.store.store import Store, columns
+from alignbf.store.schema import columns
+from alignbf.store.store import Store
 
 if TYPE_CHECKING:
     from alignbf.analysis.analyze import Analysis

@@ -145,6 +145,8 @@ NARROW = 120
 """Terminal width below which long text columns are left out of printed tables."""
 
 
+LONG_TEXT = ("statement", "paper", "why")
+"""Columns left out of printed tables in a terminal narrower than :data:`NARROW`."""
 KEEP_WHOLE = ("id", "verdict", "outcome", "language", "cell", "estimate [CI]", "p_adj")
 """Columns never folded in a printed table (ids and outcomes stay readable)."""
 CONSTANT = ("source", "alignment", "individuation", "model")
@@ -176,8 +178,7 @@ def rich_table(frame: pd.DataFrame, title: str) -> Any:
     from rich.table import Table
 
     if Console().width < NARROW:
-        wide = ("statement", "paper", "why")
-        frame = frame.drop(columns=[c for c in wide if c in frame.columns])
+        frame = frame.drop(columns=[c for c in LONG_TEXT if c in frame.columns])
     if len(frame) > 1:
         same = [c for c in CONSTANT if c in frame.columns and frame[c].nunique() == 1]
         if same:
@@ -187,10 +188,11 @@ def rich_table(frame: pd.DataFrame, title: str) -> Any:
         frame = _compact_attrition(frame)
     table = Table(title=title)
     for column in frame.columns:
-        wide = column in ("statement", "paper", "why")
-        whole = column in KEEP_WHOLE
         table.add_column(
-            str(column), overflow="fold", ratio=4 if wide else None, no_wrap=whole, min_width=None
+            str(column),
+            overflow="fold",
+            ratio=4 if column in LONG_TEXT else None,
+            no_wrap=column in KEEP_WHOLE,
         )
     for row in frame.itertuples(index=False):
         cells = [fmt(v) for v in row]

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alignbf.store.store import Store, columns, write_atomic
+from alignbf.store.schema import columns
+from alignbf.store.store import Store, write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -222,8 +222,6 @@ class _Queue:
         self.items[cid] = item
         if cid not in self.watched:
             self.pending[cid] = item
-        if self._driver is None:
-            self._driver = self._spawn(self._drive())
         self.wake.set()
         try:
             return await item.future
