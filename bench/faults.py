@@ -5,7 +5,9 @@ Runs ``SIMS`` simulations of 15 calls (3 agents x 5 turns), at most 64 requests 
 ``alignbf serve-synthetic --latency-ms 200``, once fault-free and once with
 ``--fault-rate 0.2`` (every transient kind: 429s, 5xx, stalls, resets, broken bodies),
 and prints calls per second of each and their ratio. Read timeouts are 5 s
-(``ALIGNBF_HTTP_TIMEOUT_S``), so a stalled reply costs a lane 5 s, not the default 120 s.
+(``ALIGNBF_HTTP_TIMEOUT_S``), so a stalled reply costs a lane at most 5 s, not the default
+120 s (less once the client's stall bound has learnt the endpoint's latency;
+``ALIGNBF_STALL_FACTOR=0`` turns it off for comparison).
 
 Last line: ``fault_ratio=... calls_per_s_clean=... calls_per_s_faults=... cuts=...``
 """

@@ -144,3 +144,34 @@ def test_canary_key_never_leaves_memory(serve: Callable[..., Server], tmp_path: 
     blobs += [p.read_bytes() for p in files]
     leaks = [n for n in needles for blob in blobs if n.encode() in blob]
     assert not leaks
+
+
+def test_remaining_quota_headers_pace_requests_so_none_is_over_the_quota() -> None:
+    """A loopback quota of 6 requests per 0.4 s window, 4 connections, no latency: every
+    answer says what is left, and the client holds new requests until the window resets
+    rather than overrunning it (without pacing, most of the 36 requests would get 429)."""
+    from alignbf.testing.server import ServerOptions, SyntheticServer
+
+    async def main() -> tuple[list[dict[str, object]], OpenAIBackend]:
+        state = SyntheticServer(ServerOptions(quota_requests=6, quota_window_s=0.4))
+        server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model="local",
+                            serves="llama-3.3-70b", price_input_per_mtok=0.0,
+                            price_output_per_mtok=0.0, max_connections=4)  # fmt: skip
+        backend = OpenAIBackend({"m": make_route("quota", endpoint, None, "quota:local")})
+        requests = [
+            ChatRequest(f"s{i}", 0, 1, "m", ({"role": "user", "content": f"hi {i}"},), 0.7, 1, 9, i)
+            for i in range(36)
+        ]
+        async with server:
+            try:
+                await asyncio.gather(*(backend.complete(r) for r in requests))
+            finally:
+                await backend.aclose()
+                await asyncio.sleep(0.05)  # the server sees the connections close
+        return state.ledger.entries, backend
+
+    ledger, backend = asyncio.run(main())
+    assert len(ledger) == 36 and [e for e in ledger if e["status"] != 200] == []
+    assert backend.throttled() == {}

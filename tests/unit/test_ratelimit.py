@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from alignbf.transport.ratelimit import Concurrency, EndpointLimiter, TokenBucket, estimate_tokens
+from alignbf.transport.ratelimit import (
+    Concurrency,
+    EndpointLimiter,
+    Slot,
+    TokenBucket,
+    estimate_tokens,
+    quota_left,
+)
 
 
 class Clock:
@@ -213,3 +220,76 @@ def test_a_cancelled_waiter_already_dropped_by_a_wake_up_leaves_cleanly() -> Non
         assert limit.in_flight == 0 and not limit._waiters
 
     asyncio.run(main())
+
+
+def test_server_errors_neither_cut_nor_pause_and_only_persisting_ones_count() -> None:
+    limit = Concurrency(16)
+    for i in range(100):
+        if i % 5 == 0:  # 20 % of the answers are 500s, resets or timeouts
+            limit.failed()
+        else:
+            limit.succeeded()
+        assert not limit.failing()
+    assert (limit.limit, limit.cuts, limit.paused_until) == (16.0, 0, float("-inf"))
+    for _ in range(Concurrency.FAIL_WINDOW // 2):  # then the endpoint fails every request
+        limit.failed()
+    assert limit.failing() and (limit.limit, limit.cuts) == (16.0, 0)
+
+
+def test_quota_left_reads_remaining_and_reset_headers() -> None:
+    headers = {
+        "x-ratelimit-remaining-requests": "3",
+        "x-ratelimit-reset-requests": "1.5s",
+        "x-ratelimit-remaining-tokens": "900",
+        "x-ratelimit-reset-tokens": "120ms",
+    }
+    assert quota_left(headers) == [(3.0, 1.5, "requests"), (900.0, 0.12, "tokens")]
+    assert quota_left({"x-ratelimit-remaining-requests": "3"}) == []  # no reset: no pacing
+    assert quota_left({}) == []
+
+
+def test_remaining_quota_below_the_requests_in_flight_holds_new_ones_until_the_reset() -> None:
+    clock = Clock()
+    limiter = EndpointLimiter(8)
+    limit = limiter.connections = Concurrency(8, clock)
+
+    async def main() -> list[float]:
+        starts: list[float] = []
+        for _ in range(3):
+            await limit.acquire()
+        slot = Slot(limiter, 100, clock.now)
+        slot.observe({"x-ratelimit-remaining-requests": "5", "x-ratelimit-reset-requests": "2s"})
+        assert limit.paused_until == float("-inf")  # 5 left cover the 3 in flight
+        slot.observe({"x-ratelimit-remaining-requests": "2", "x-ratelimit-reset-requests": "2s"})
+        assert limit.paused_until == 2.0
+        limit.release()
+        waiter = asyncio.ensure_future(limit.acquire())
+        await asyncio.sleep(0)
+        assert not waiter.done()  # held although a slot is free
+        clock.now = 2.0  # the quota window has reset
+        limit._resume()
+        starts.append(await waiter)
+        # tokens: 3 requests of about 100 tokens in flight, 250 tokens left
+        slot.observe({"x-ratelimit-remaining-tokens": "250", "x-ratelimit-reset-tokens": "1s"})
+        starts.append(limit.paused_until)
+        return starts
+
+    assert asyncio.run(main()) == [2.0, 3.0]
+
+
+def test_after_the_429s_stop_the_limit_wins_back_slots_quickly_then_slowly() -> None:
+    clock = Clock()
+    limit = Concurrency(64, clock)
+    for _ in range(Concurrency.PERSIST_COUNT):
+        limit.throttled(started=clock.now, retry_after=None)
+    assert (limit.limit, limit.cuts) == (32.0, 1)
+    for _ in range(Concurrency.PERSIST_WINDOW - 1):  # a 429 still among the last answers
+        limit.succeeded()
+    assert limit.limit == pytest.approx(32.0 + 7 / 32, abs=0.01)
+    for _ in range(20):  # the rate limit has passed: a slot per success up to 3/4 of 64
+        limit.succeeded()
+    assert 48.0 <= limit.limit < 48.0 + 1 / 48 + 1
+    before = limit.limit
+    for _ in range(10):  # then about one slot per round
+        limit.succeeded()
+    assert limit.limit == pytest.approx(before + 10 / before, abs=0.01)

@@ -26,7 +26,7 @@ from alignbf.transport.retry import (
     parse_retry_after,
     should_retry,
 )
-from alignbf.transport.routes import make_route
+from alignbf.transport.routes import StallBound, make_route
 
 FAST = RetryPolicy(backoff_initial_s=0.001, backoff_max_s=0.002)
 OK = {
@@ -296,3 +296,68 @@ def test_structured_output_sends_the_reply_schema(mode: str) -> None:
         assert sent["response_format"]["json_schema"]["strict"] is True
     whisper = schema["properties"]["whisper"]["properties"]["to"]
     assert whisper["enum"] == ["Ana", "Ben"]
+
+
+def _waits(failing: bool, error: RetryableError) -> list[float]:
+    """The waits before the retries of ``error`` (three times) when the endpoint is or is
+    not failing as a whole."""
+    waits: list[float] = []
+    calls = iter(range(4))
+
+    async def attempt(n: int) -> int:
+        if next(calls) < 3:
+            raise error
+        return n
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    policy = RetryPolicy(backoff_initial_s=1.0, stray_backoff_s=0.1)
+    assert asyncio.run(call_with_retries(attempt, policy, sleep, lambda: failing)) == 4
+    return waits
+
+
+def test_a_stray_failure_is_retried_promptly_and_persisting_ones_back_off() -> None:
+    stray = _waits(False, RetryableError("http_500", "boom"))
+    assert all(0.0 <= w <= 0.1 * 2**i for i, w in enumerate(stray)), stray
+    persisting = _waits(True, RetryableError("http_500", "boom"))
+    assert [w >= 2**i for i, w in enumerate(persisting)] == [True] * 3, persisting
+    # a server hint is honoured either way: never a retry before Retry-After
+    hinted = _waits(False, RetryableError("http_503", "busy", 1.0))
+    assert all(1.0 <= w <= 1.2 for w in hinted), hinted
+
+
+def test_server_errors_do_not_cut_the_concurrency_limit() -> None:
+    b, seen = backend(lambda n: err(500) if n % 5 == 0 else httpx.Response(200, json=OK))
+    for _ in range(20):
+        complete(b)
+    limit = b.routes["model"].limiter.connections
+    assert len(seen) == 24 and (limit.limit, limit.cuts) == (float(limit.maximum), 0)
+    assert limit.paused_until == float("-inf") and not limit.failing()
+
+
+def test_stall_bound_follows_the_slowest_recent_answer() -> None:
+    bound = StallBound(4.0)
+    assert bound.read_timeout(30.0, 0) == 30.0  # no answers yet: the read timeout
+    for _ in range(StallBound.WARMUP):
+        bound.record(0.2)
+    assert bound.read_timeout(30.0, 0) == StallBound.FLOOR_S  # 4 x 0.2 s is below the floor
+    bound.record(0.5)
+    assert bound.read_timeout(30.0, 0) == 2.0
+    assert bound.read_timeout(30.0, 1) == 4.0  # a retry after a stall waits twice as long
+    assert bound.read_timeout(3.0, 1) == 3.0  # never past the read timeout
+    for _ in range(StallBound.SAMPLES + 32):  # the slow answer leaves the window
+        bound.record(0.3)
+    assert bound.read_timeout(30.0, 0) == pytest.approx(1.2)
+    off = StallBound(0.0)
+    for _ in range(StallBound.WARMUP):
+        off.record(0.2)
+    assert off.read_timeout(30.0, 0) == 30.0
+
+
+def test_the_stall_bound_is_each_request_s_read_timeout() -> None:
+    b, seen = backend(lambda n: httpx.Response(200, json=OK))
+    for _ in range(StallBound.WARMUP + 1):
+        complete(b)
+    reads = [r.extensions["timeout"]["read"] for r in seen]
+    assert reads[0] == b.routes["model"].read_timeout_s and reads[-1] == StallBound.FLOOR_S

@@ -25,6 +25,9 @@ schedule does not depend on timing and a correct client always gets through.
 Permanent kinds in ``fault_kinds`` apply to every request. A *storm* answers
 every chat request 429 with ``Retry-After: storm_retry_after_s`` from
 ``storm_at_s`` to ``storm_at_s + storm_s`` seconds after the first chat request.
+A *quota* (``quota_requests`` per ``quota_window_s``) reports what is left of it in
+``x-ratelimit-remaining-requests`` / ``x-ratelimit-reset-requests`` on every chat answer
+and answers 429 to requests over it, as OpenAI-style providers do.
 Error bodies echo the Authorization header on purpose: a client must not pass it on.
 """
 
@@ -34,6 +37,7 @@ import asyncio
 import errno
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -103,6 +107,12 @@ class ServerOptions:
     reject_response_format: tuple[str, ...] = ()
     """``response_format`` types (``json_schema``, ``json_object``) answered 400, as a
     server that does not support them does."""
+    quota_requests: int = 0
+    """Chat requests allowed per ``quota_window_s`` (0 = no quota). Every chat answer then
+    carries ``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests`` and
+    ``x-ratelimit-reset-requests``; a request over the quota gets a 429 (fault ``quota``)."""
+    quota_window_s: float = 1.0
+    """Length of a quota window; windows start at the first chat request."""
     batch_api: bool = True
     """Serve the batch API (``batchapi.py``); off, its routes answer 404."""
     batch_faults: BatchFaults = field(default_factory=BatchFaults)
@@ -195,6 +205,8 @@ class SyntheticServer:
         self.attempts: dict[str, int] = {}
         self.first_request: float | None = None
         self.prefix_cache = PrefixCache(options.prefix_cache_tokens)
+        self._quota_at = (-1, 0)
+        """(index of the current quota window, chat requests counted in it)."""
         self.batch_api = (
             BatchAPI(lambda body: self._completion(_chat_request(body))[1], options.batch_faults)
             if options.batch_api
@@ -245,6 +257,9 @@ class SyntheticServer:
         since = arrived - self.first_request - self.options.storm_at_s
         storm = 0 <= since < self.options.storm_s
         fault = "storm" if storm else self.faults.pick(fp, attempt)
+        quota = self._quota(arrived) if self.options.quota_requests else None
+        if quota is not None and quota[1]:
+            fault = "quota"
         if self.options.reject_prompt_cache_key and "prompt_cache_key" in body:
             fault = "prompt_cache_key"
         kind = _format_type(body)
@@ -270,9 +285,26 @@ class SyntheticServer:
         }
         self.ledger.open(entry)
         try:
-            return await self._answer(chat, fault, auth or "", entry, writer, arrived)
+            extra = quota[0] if quota is not None else None
+            return await self._answer(chat, fault, auth or "", entry, writer, arrived, extra)
         finally:
             self.ledger.close(entry)
+
+    def _quota(self, arrived: float) -> tuple[dict[str, str], bool]:
+        """This request's quota headers, and whether it is over the quota."""
+        assert self.first_request is not None
+        window_s = self.options.quota_window_s
+        index = int((arrived - self.first_request) // window_s)
+        used = self._quota_at[1] + 1 if self._quota_at[0] == index else 1
+        self._quota_at = (index, used)
+        limit = self.options.quota_requests
+        reset = self.first_request + (index + 1) * window_s - arrived
+        headers = {
+            "x-ratelimit-limit-requests": str(limit),
+            "x-ratelimit-remaining-requests": str(max(limit - used, 0)),
+            "x-ratelimit-reset-requests": f"{math.ceil(max(reset, 0.0) * 1000)}ms",
+        }
+        return headers, used > limit
 
     async def _answer(
         self,
@@ -282,7 +314,12 @@ class SyntheticServer:
         entry: dict[str, Any],
         writer: asyncio.StreamWriter,
         arrived: float,
+        extra: dict[str, str] | None = None,
     ) -> bool:
+        if fault == "quota":
+            await self._latency(arrived)
+            entry["status"], entry["answered"] = 429, time.time()
+            return await _send(writer, response(429, error_body("429", auth), extra))
         if fault == "reset":
             writer.transport.abort()
             return False
@@ -323,7 +360,7 @@ class SyntheticServer:
             return await _send(writer, response(200, corrupt_utf8(raw)))
         if fault == "huge":
             return await _send(writer, response(200, huge_body()))
-        delivered = await _send(writer, response(200, raw))
+        delivered = await _send(writer, response(200, raw, extra))
         entry["delivered"] = delivered
         entry["content_sha256"] = _sha(text) if delivered else None
         return delivered
@@ -477,6 +514,8 @@ def serve(options: ServerOptions, on_ready: Callable[[str], None]) -> None:
         raise ConfigError(
             f"--content-filter-rate {options.content_filter_rate}: must be between 0 and 1"
         )
+    if options.quota_requests < 0 or options.quota_window_s <= 0:
+        raise ConfigError("quota: requests must be 0 (off) or more, the window above 0 s")
     if options.prefix_cache_tokens < 0:
         raise ConfigError(
             f"--prefix-cache-tokens {options.prefix_cache_tokens}: must be 0 (off) or more"

@@ -81,7 +81,10 @@ class Concurrency:
       stray 429 among successes (a provider's hiccup, a fault) is retried after its own
       ``Retry-After`` and leaves the limit and the other requests alone; otherwise a few
       random 429s a second would keep the endpoint paused and the limit at 1.
-    * Each success adds ``1 / limit``: about one more slot per round of successes.
+    * Each success adds ``1 / limit``: about one more slot per round of successes. Once
+      the last ``PERSIST_WINDOW`` answers hold no 429 (the rate limit has passed), each
+      success adds a whole slot until the limit is back at ``RECOVER_SHARE`` of what it
+      was before the latest cut (as TCP's slow start up to its threshold), then one per round.
     * Server errors and timeouts leave the limit alone; they say nothing about the rate.
       They are counted, though: ``failing()`` tells a stray failure among successes
       (worth a prompt retry) from an endpoint whose answers mostly fail (worth backing
@@ -95,6 +98,7 @@ class Concurrency:
     PERSIST_WINDOW = 8
     PERSIST_COUNT = 3
     FAIL_WINDOW = 20
+    RECOVER_SHARE = 0.75
 
     def __init__(self, maximum: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.maximum = maximum
@@ -105,6 +109,8 @@ class Concurrency:
         self.limit = float(maximum)
         self.lowest = float(maximum)
         self.cuts = 0
+        self._recover_to = 0.0
+        """Up to this limit, successes after a rate limit win back a slot each."""
         self.in_flight = 0
         self.paused_until = -math.inf
         self._cut_at = -math.inf
@@ -143,7 +149,10 @@ class Concurrency:
         """A request got its answer: grow the limit by ``1 / limit``."""
         self._recent.append(False)
         self._outcomes.append(False)
-        self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+        step = 1.0 / self.limit
+        if self.limit < self._recover_to and not any(self._recent):
+            step = 1.0
+        self.limit = min(float(self.maximum), self.limit + step)
 
     def failed(self) -> None:
         """A request failed for a reason other than a 429 (5xx, timeout, reset, bad body)."""
@@ -177,6 +186,7 @@ class Concurrency:
         if not self._persisting():
             return
         if started > self._cut_at:
+            self._recover_to = self.RECOVER_SHARE * self.limit
             self.limit = max(1.0, self.limit / 2.0)
             self.lowest = min(self.lowest, self.limit)
             self.cuts += 1
