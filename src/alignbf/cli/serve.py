@@ -64,6 +64,17 @@ def serve_synthetic(
     batch_stray_lines: Annotated[
         bool, typer.Option(help="Add an output line with an unknown custom_id to every job.")
     ] = False,
+    quota_requests: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Chat requests allowed per quota window (0 = none); answers "
+            "carry x-ratelimit-remaining-* headers, 429 past the quota.",
+        ),
+    ] = 0,
+    quota_window_s: Annotated[
+        float, typer.Option(min=0.001, help="Length of a quota window in seconds.")
+    ] = 1.0,
 ) -> None:
     """Serve the synthetic model as an OpenAI-compatible API, with faults (tests, benchmarks)."""
     from contextlib import suppress
@@ -94,6 +105,8 @@ def serve_synthetic(
         judge_error_rate=judge_error_rate,
         content_filter_rate=content_filter_rate,
         reject_response_format=parse_response_formats(reject_response_format),
+        quota_requests=quota_requests,
+        quota_window_s=quota_window_s,
         batch_api=batch_api,
         batch_faults=batch_faults(
             batch_expire,
