@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from alignbf.errors import ConfigError
-from alignbf.scoring.lexicon import load_lexicon
+from alignbf.scoring.lexicon import Echo, load_lexicon
 
 BASE: dict[str, Any] = {
     "language": "en",
@@ -82,6 +82,23 @@ def test_echoed_spans_are_not_counted(tmp_path: Path) -> None:
     assert lex.count("and Ana must protect others", echo).echoed == 0
     report = lex.explain(text, echo)
     assert [m["echo"] for m in report["matches"]] == [True, False, False]
+
+
+def test_the_echo_shortcut_agrees_with_the_full_check(tmp_path: Path) -> None:
+    lex = _lexicon(tmp_path)
+    echo = lex.echo(["Respect the dignity of every person and never evict her."], 4)
+    full = Echo(echo.n, echo.grams)  # without runs every hit is checked in full
+    texts = [
+        "respect the dignity of every person",
+        "\u0301 respect the dignity of every person",  # a word of marks alone
+        "\u0301respect the dignity of every person",
+        "never evict her, I refuse",
+        "we protect the dignity",
+        "dignity",
+    ]
+    for text in texts:
+        assert lex.count(text, echo) == lex.count(text, full)
+    assert lex.count(texts[0], echo).echoed == 1
 
 
 @pytest.mark.parametrize(

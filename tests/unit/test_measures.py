@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from alignbf.scoring.measures import agent_measures, simulation_measures
+from alignbf.scoring import measures
+from alignbf.scoring.measures import agent_measures, count_messages, simulation_measures
 
 # one simulation, two agents; hits written out per message
 MESSAGES = pd.DataFrame(
@@ -54,3 +55,24 @@ def test_agent_measures_by_hand() -> None:
     assert rows.loc[1, "protective_rate"] == 0
     assert pd.isna(rows.loc[1, "harmony_share"])  # no protective speech: share undefined
     assert rows.loc[0, "conformity_pct"] == pytest.approx(100.0)
+
+
+def test_counting_in_workers_gives_the_counts_of_one_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = {
+        "en": ["I will not obey.", "We must protect her dignity, and I refuse to evict her."],
+        "ja": ["私は従いません。", "みんなで決めたことに従う。彼女を守る。"],
+    }
+    rows = [
+        (f"s{i}", i % 3, "talk", language, text)
+        for i in range(40)
+        for language, pair in texts.items()
+        for text in pair
+    ]
+    one = count_messages(rows, {"word": 4, "char": 8}, workers=1)
+    monkeypatch.setattr(measures, "PARALLEL_FROM", 1)
+    pd.testing.assert_frame_equal(
+        count_messages(rows, {"word": 4, "char": 8}, workers=2), one, check_exact=True
+    )
+    assert one["units"].gt(0).all() and one["protective"].sum() > 0

@@ -10,13 +10,12 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+from alignbf.config.study import load_languages
+
 CATEGORIES: tuple[str, ...] = ("coercive", "protective", "conformity", "individuation")
 
-LANGUAGES: dict[str, str] = dict(
-    en="English", es="Spanish", fr="French", de="German", pt="Portuguese", it="Italian",
-    tr="Turkish", id="Indonesian", vi="Vietnamese", ru="Russian", ar="Arabic", hi="Hindi",
-    th="Thai", ja="Japanese", zh="Chinese", ko="Korean",
-)  # fmt: skip
+LANGUAGES: dict[str, str] = {code: entry["name"] for code, entry in load_languages().items()}
+"""Code -> name of every language with a lexicon, from ``data/languages.yaml``."""
 CHAR_LANGUAGES = frozenset({"ja", "zh", "th"})
 
 _OPPOSITE = dict(coercive="protective", protective="coercive")
@@ -75,7 +74,12 @@ def _normaliser(language: str) -> Callable[[str], str]:
     nfkc = functools.partial(unicodedata.normalize, "NFKC")
     if language == "tr":
         return lambda text: fold(nfkc(turkish(text)).casefold())
-    return lambda text: fold(nfkc(text).casefold())
+
+    def normalise(text: str) -> str:
+        text = nfkc(text).casefold()
+        return text if text.isascii() else fold(text)  # every folded character is non-ASCII
+
+    return normalise
 
 
 def _expand(term: str) -> list[str]:

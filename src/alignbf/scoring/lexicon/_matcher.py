@@ -85,6 +85,8 @@ class _Entry:
     after: bool = False
     stop: bool = False
     fixed: bool = False
+    rules: list[_Sense] | None = None
+    """The sense rules of a category term."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,10 @@ class _Token(NamedTuple):
     breaks: bool
     before: bool
     after: bool
+
+
+_BOUNDARY_TOKEN = _Token(None, 0, True, False, False)
+"""Every clause-boundary character."""
 
 
 class Lexicon:
@@ -149,11 +155,16 @@ class Lexicon:
         self._entries = entries
         self._ordered = list(entries.values())
         self._senses = self._compile_senses(data.get("senses", []))
+        for entry in self._ordered:
+            if entry.category:
+                entry.rules = self._senses.get(entry.term)
         self._known: dict[str, _Token] = {}
         self._pieces: dict[str, tuple[str, ...]] = {}
         # A word starting with a combining mark, which the tokens leave out of their words;
         # a term that can match nothing would be a token with no units.
-        self._loose_mark = re.compile(f"(?<!{_WORD})(?!\\w){_WORD}")
+        marks = _WORD[len("[\\w") : -1]
+        self._mark = re.compile(f"[{marks}]")
+        self._loose_mark = re.compile(f"[^\\w{marks}][{marks}]")
         self._token_units = not any(
             re.match(key[3:], "") for key in entries if key.startswith("re:")
         )
@@ -292,7 +303,7 @@ class Lexicon:
     def _learn(self, token: str) -> _Token:
         """Role, units and scope break of a non-word token, memoised per lexicon."""
         if token in self._boundaries:
-            known = _Token(None, 0, True, False, False)
+            known = _BOUNDARY_TOKEN
         else:
             entry = self._identify(token)
             units = self._units(token)
@@ -347,8 +358,13 @@ class Lexicon:
         hits: list[tuple[int, _Entry, int, int, int]] = []
         cues: list[tuple[int, int, int, bool, bool, int]] = []
         words = self.unit == "word"
+        sensing = False
         for k, (index, text) in enumerate(marked):
-            entry, units, breaks, before, after = known.get(text) or learn(text)
+            token = known.get(text) or learn(text)
+            if token is _BOUNDARY_TOKEN:
+                scope += 1
+                continue
+            entry, units, breaks, before, after = token
             if words:
                 start = index - k + offset
                 offset += units
@@ -361,20 +377,19 @@ class Lexicon:
                 cues.append((start, end, scope, before, after, k))
             if entry is not None:
                 hits.append((k, entry, start, end, scope))
+                if entry.rules:
+                    sensing = True
         if not hits:
             return plain + offset, []
-        senses = self._senses
-        sensing = bool(senses) and any(entry.term in senses for _, entry, *_ in hits)
         if not cues and not sensing:
             return plain + offset, [(k, e.category or "", False, s, x) for k, e, s, x, _ in hits]
         categories: list[str | None] = [entry.category for _, entry, *_ in hits]
         if sensing:
-            last = max(k for k, entry, *_ in hits if entry.term in senses)
+            last = max(k for k, entry, *_ in hits if entry.rules)
             spans = self._spans(norm, marked, last)
             for i, (k, entry, *_) in enumerate(hits):
-                rules = senses.get(entry.term)
-                if rules:
-                    categories[i] = self._sense(norm, spans[k], rules, entry.category or "")
+                if entry.rules:
+                    categories[i] = self._sense(norm, spans[k], entry.rules, entry.category or "")
         negated = [False] * len(hits)
         window = self.window
         sensed = {k: categories[i] for i, (k, *_) in enumerate(hits)}
@@ -483,7 +498,11 @@ class Lexicon:
         runs = echo.runs
         if not runs or not self._token_units:
             return True
-        if self.unit == "word" and not norm.isascii() and self._loose_mark.search(norm):
+        if (
+            self.unit == "word"
+            and not norm.isascii()
+            and (self._mark.match(norm) or self._loose_mark.search(norm))
+        ):
             return True
         pieces, piece = self._pieces, self._piece
         for k, *_ in hits:
