@@ -113,3 +113,15 @@ def load_yaml(path: Path, *, expect: type = dict) -> Any:
             f"{path}: top level must be a {expect.__name__}, got {type(data).__name__}"
         )
     return data
+
+
+def line_of(path: Path, needle: str) -> str:
+    """``line N: `` of the first line of ``path`` that contains ``needle``, or ``""``."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    for number, line in enumerate(lines, 1):
+        if needle in line:
+            return f"line {number}: "
+    return ""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from alignbf.config import assets
-from alignbf.config.yamlfile import load_yaml
+from alignbf.config.yamlfile import line_of, load_yaml
 from alignbf.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -94,17 +94,6 @@ def load_refusals(language: str) -> RefusalPatterns:
     return load_refusal_file(path)
 
 
-def _line_of(path: Path, needle: str) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return ""
-    for number, line in enumerate(lines, 1):
-        if needle in line:
-            return f"line {number}: "
-    return ""
-
-
 def _entry(path: Path, i: int, raw: Any, seen: set[str]) -> tuple[str, re.Pattern[str]]:
     where = f"{path}: patterns[{i}]"
     if not isinstance(raw, dict):
@@ -112,7 +101,7 @@ def _entry(path: Path, i: int, raw: Any, seen: set[str]) -> tuple[str, re.Patter
     name = raw.get("id")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: missing id")
-    where = f"{path}: {_line_of(path, f'id: {name}')}patterns[{i}] ({name})"
+    where = f"{path}: {line_of(path, f'id: {name}')}patterns[{i}] ({name})"
     unknown = sorted(set(raw) - _ENTRY_KEYS)
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; accepted: id, regex, note")

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from alignbf.config.yamlfile import line_of
 from alignbf.errors import ConfigError
 from alignbf.scoring.lexicon._base import LANGUAGES
 from alignbf.scoring.lexicon._matcher import Echo, Lexicon
@@ -34,15 +35,7 @@ def _line(path: Path, problem: str) -> str:
     quoted = re.search(r"'((?:[^'\\]|\\.)+)'", problem)
     if not quoted:
         return ""
-    needle = quoted.group(1).replace("\\\\", "\\")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return ""
-    for number, line in enumerate(lines, 1):
-        if needle in line:
-            return f"line {number}: "
-    return ""
+    return line_of(path, quoted.group(1).replace("\\\\", "\\"))
 
 
 def _compile(data: Any, path: Path, language: str) -> Lexicon:
