@@ -7,6 +7,7 @@ what was sent and delivered, or in-process where only the bookkeeping is at stak
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
 from collections import Counter
@@ -188,6 +189,18 @@ def test_bad_replies_are_asked_again_then_left_unlabelled_never_guessed(run_dir:
     again = score_run(run_dir, backend=resumed)  # type: ignore[arg-type]
     assert again.judging is not None and again.judging.sent == 0 and not resumed.sent
     assert again.judging.unlabelled == len(bad)
+
+
+def test_the_judge_runs_inside_a_running_event_loop(run_dir: Path) -> None:
+    """As in a notebook cell: scoring with a judge while an event loop runs in the thread."""
+    backend = SyntheticBackend(load_world("paper"))
+
+    async def cell() -> Any:
+        return score_run(run_dir, backend=backend)
+
+    scores = asyncio.run(cell())
+    assert scores.judging is not None and scores.judging.sent == _utterances(run_dir)
+    assert scores.judging.unjudged == 0 and scores.judging.stopped is None
 
 
 def test_analyze_reads_stored_labels_and_refuses_an_unjudged_run(tmp_path: Path) -> None:

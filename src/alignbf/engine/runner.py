@@ -401,7 +401,7 @@ def run_study(
         if retry_failed:
             store.retry_failed()
         runner = Runner(store, backend, study.budget, concurrency, on_progress)
-        interrupted = _run_with_signals(runner.run(specs))
+        interrupted = run_blocking(runner.run(specs))
         stopped = "interrupted" if interrupted else runner.stop_reason
         if stopped:
             store.add_deviation("stopped", stopped)
@@ -427,7 +427,7 @@ def _check_salt(store: Store, seed_salt: str) -> None:
         )
 
 
-def _run_with_signals(coro: Any) -> bool:
+def run_blocking(coro: Any) -> bool:
     """Run ``coro`` to completion; returns True if it was interrupted.
 
     In a plain script (the main thread, no event loop running) SIGINT/SIGTERM cancel it

@@ -27,7 +27,7 @@ from alignbf.config.rubric import JUDGE_CATEGORIES, Rubric, load_rubric, parse_l
 from alignbf.config.rubric import response_schema as judge_schema
 from alignbf.config.study import Judge, Study
 from alignbf.engine.grid import canonical_hash
-from alignbf.engine.runner import Progress, Runner, cache_key
+from alignbf.engine.runner import Progress, Runner, cache_key, run_blocking
 from alignbf.errors import (
     AnalysisError,
     BudgetExceeded,
@@ -248,9 +248,13 @@ def judge_store(
         raise AnalysisError(f"{store.dir}: the study's scoring has no judge block")
     result = JudgeResult()
     try:
-        asyncio.run(_judge(store, study, backend, concurrency, result))
+        # like a run: Ctrl-C stops it cleanly, and inside a notebook's running event loop
+        # it goes on a worker thread's loop
+        interrupted = run_blocking(_judge(store, study, backend, concurrency, result))
     except BaseExceptionGroup as group:
         raise _first(group) from None
+    if interrupted and result.stopped is None:
+        result.stopped = "interrupted"
     labels = label_frame(store, study)
     result.labelled = int((labels["labelled"] == True).sum())  # noqa: E712
     result.unlabelled = int((labels["labelled"] == False).sum())  # noqa: E712
