@@ -14,7 +14,11 @@ $0.075, output $0.60 per million tokens), and prints:
 * ``cached_share``: the share the emulated server reported as cached
   (``usage.prompt_tokens_details.cached_tokens``; whole 64-token blocks only, LRU-bounded);
 * ``cost_ratio``: the run's cost from the server's reports over the same calls priced
-  without caching.
+  without caching;
+* ``batch_ratio``: the same simulations run again through the server's batch API
+  (``alignbf run --batch``; ``batch_discount`` 0.5 as OpenAI's): their cost over the same
+  calls priced interactively, from the usage the server reported; ``batch_vs_cached``: over
+  the interactive run with its prompt cache.
 
 Run from the repository root: ``python bench/cost.py [--sims-per-language 4]
 [--cache-tokens N]``. The last line is the headline. A benchmark prints numbers; it
@@ -65,10 +69,10 @@ def start_server(cache_tokens: int) -> tuple[subprocess.Popen[str], str]:
     return process, line.split()[-1]
 
 
-def write_study(work: Path, url: str, ratios: list[float]) -> Path:
+def write_study(work: Path, url: str, ratios: list[float], batch: bool = False) -> Path:
     """Study 2 with ``ratios``, one replicate, every call priced as GPT-4o-mini at ``url``."""
     endpoint = {"base_url": url, "model": "gpt-4o-mini", "serves": "llama-3.3-70b",
-                "max_connections": 64, **GPT_4O_MINI}  # fmt: skip
+                "max_connections": 64, "batch": batch, **GPT_4O_MINI}  # fmt: skip
     (work / "endpoints.yaml").write_text(json.dumps({"endpoints": {"mini": endpoint}}))
     study = load_yaml(assets.path("configs", "study2.yaml"))
     study["factors"]["alignment_ratios"] = ratios
@@ -146,6 +150,20 @@ def main() -> None:
                 rows = conn.execute(
                     "SELECT prompt_tokens, completion_tokens, cached_tokens, cost_usd FROM calls"
                 ).fetchall()
+            batched = work / "batch"
+            batched.mkdir()
+            os.environ.setdefault("ALIGNBF_BATCH_POLL_S", "0.05")
+            os.environ.setdefault("ALIGNBF_BATCH_IDLE_S", "0.2")
+            config = write_study(batched, url, RATIOS, batch=True)
+            backend, name, extra = endpoints_backend(config, None, batch=True)
+            batch_wall = time.perf_counter()
+            run_study(config, backend=backend, backend_name=name, run_dir=batched / "run",
+                      concurrency=args.concurrency, manifest_extra=extra)  # fmt: skip
+            batch_wall = time.perf_counter() - batch_wall
+            with sqlite3.connect(batched / "run" / "run.sqlite") as conn:
+                batch_rows = conn.execute(
+                    "SELECT prompt_tokens, completion_tokens, cost_usd FROM calls"
+                ).fetchall()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait()
@@ -163,10 +181,15 @@ def main() -> None:
           f"uncached_cost_usd={uncached:.4f}")  # fmt: skip
     print(f"plan: input_tokens={plan.input_tokens} cached_input_tokens={plan.cached_input_tokens} "
           f"cost_usd={plan.cost_usd:.4f} cached_cost_usd={plan.cached_cost_usd:.4f}")  # fmt: skip
+    batch_cost = sum(r[2] for r in batch_rows)
+    batch_interactive = sum(price.cost(r[0], r[1]) or 0.0 for r in batch_rows)
+    print(f"batch: calls={len(batch_rows)} cost_usd={batch_cost:.4f} "
+          f"interactive_usd={batch_interactive:.4f} wall_s={batch_wall:.1f}")  # fmt: skip
     extends, repeated = prefix_shares(sent)
     print(f"extends_share={extends:.4f} repeated_share={repeated:.4f} "
           f"plan_share={plan.cache_share:.4f} cached_share={cached / prompt:.4f} "
-          f"cost_ratio={paid / uncached:.4f}")  # fmt: skip
+          f"cost_ratio={paid / uncached:.4f} batch_ratio={batch_cost / batch_interactive:.4f} "
+          f"batch_vs_cached={batch_cost / paid:.4f}")  # fmt: skip
 
 
 if __name__ == "__main__":
