@@ -17,8 +17,9 @@ $0.075, output $0.60 per million tokens), and prints:
   without caching;
 * ``batch_ratio``: the same simulations run again through the server's batch API
   (``alignbf run --batch``; ``batch_discount`` 0.5 as OpenAI's): their cost over the same
-  calls priced interactively, from the usage the server reported; ``batch_vs_cached``: over
-  the interactive run with its prompt cache.
+  calls priced interactively, both from the usage the server reported (cached tokens
+  included: the server's cache still holds the first run's prefixes);
+  ``batch_vs_cached``: over the interactive run's cost.
 
 Run from the repository root: ``python bench/cost.py [--sims-per-language 4]
 [--cache-tokens N]``. The last line is the headline. A benchmark prints numbers; it
@@ -162,7 +163,7 @@ def main() -> None:
             batch_wall = time.perf_counter() - batch_wall
             with sqlite3.connect(batched / "run" / "run.sqlite") as conn:
                 batch_rows = conn.execute(
-                    "SELECT prompt_tokens, completion_tokens, cost_usd FROM calls"
+                    "SELECT prompt_tokens, completion_tokens, cost_usd, cached_tokens FROM calls"
                 ).fetchall()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -182,9 +183,13 @@ def main() -> None:
     print(f"plan: input_tokens={plan.input_tokens} cached_input_tokens={plan.cached_input_tokens} "
           f"cost_usd={plan.cost_usd:.4f} cached_cost_usd={plan.cached_cost_usd:.4f}")  # fmt: skip
     batch_cost = sum(r[2] for r in batch_rows)
-    batch_interactive = sum(price.cost(r[0], r[1]) or 0.0 for r in batch_rows)
+    # the same calls at interactive prices, with the cached tokens the server reported for
+    # them (its prompt cache still holds the interactive run's prefixes)
+    batch_interactive = sum(price.cost(r[0], r[1], r[3]) or 0.0 for r in batch_rows)
+    batch_cached = sum(r[3] or 0 for r in batch_rows) / max(1, sum(r[0] for r in batch_rows))
     print(f"batch: calls={len(batch_rows)} cost_usd={batch_cost:.4f} "
-          f"interactive_usd={batch_interactive:.4f} wall_s={batch_wall:.1f}")  # fmt: skip
+          f"cached_share={batch_cached:.4f} interactive_usd={batch_interactive:.4f} "
+          f"wall_s={batch_wall:.1f}")  # fmt: skip
     extends, repeated = prefix_shares(sent)
     print(f"extends_share={extends:.4f} repeated_share={repeated:.4f} "
           f"plan_share={plan.cache_share:.4f} cached_share={cached / prompt:.4f} "

@@ -13,11 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alignbf.analysis.analyze import analyze_run, parse_inputs
+from alignbf.analysis.analyze import analyze_run, check_outcomes, parse_inputs
+from alignbf.analysis.verdicts import MAIN, Source
 from alignbf.api import run_command
 from alignbf.config import assets
-from alignbf.errors import AnalysisError
+from alignbf.config.hypotheses import load_prereg
+from alignbf.errors import AnalysisError, ConfigError
 from alignbf.report.report import write_report
+from alignbf.scoring.scores import load_scores
 
 ENDPOINTS = {
     "llama-3.3-70b": "together-llama-3.3-70b",
@@ -168,6 +171,18 @@ def test_study4_without_study1_is_inconclusive_not_an_error(paper: Path, tmp_pat
     assert math.isfinite(v.loc["s4_en_gpt", "estimate"])
     given = _verdicts(run_dir, inputs={"study1": paper / "study1-paper"})
     assert given.loc["s4_ja_llama", "estimate"] > 0
+
+
+def test_an_outcome_that_is_no_score_column_is_refused_in_one_line(paper: Path) -> None:
+    prereg = load_prereg(assets.path("prereg", "study1.yaml"))
+    typo = prereg.hypotheses[0].model_copy(update={"outcome": "cpii"})
+    bad = prereg.model_copy(update={"hypotheses": [typo, *prereg.hypotheses[1:]]})
+    run_dir = paper / "study1-paper"
+    sources = {MAIN: Source(run_dir, load_scores(run_dir))}
+    check_outcomes(prereg, Path("study1.yaml"), sources)  # the shipped file passes
+    expected = r"hypotheses\[0\] \(s1_en_cpi\)\.outcome 'cpii' is not a simulation score column"
+    with pytest.raises(ConfigError, match=expected + r"; did you mean 'cpi'\?"):
+        check_outcomes(bad, Path("study1.yaml"), sources)
 
 
 def test_unknown_input_name_is_one_line(paper: Path) -> None:

@@ -164,6 +164,28 @@ def test_every_verdict_says_why(case: int) -> None:
     assert _h(expected, bound).reason(*numbers) == REASONS[case]
 
 
+def test_an_estimator_that_cannot_reach_the_decision_is_refused() -> None:
+    def entry(estimator: dict, **more: object) -> dict:
+        return {"id": "h", "statement": "s", "outcome": "cpi", "estimator": estimator,
+                "expected": "positive", "family": "f", "exploratory": False,
+                "reference": {"statistic": "g", "source": "paper"}, **more}  # fmt: skip
+
+    ratio = {"type": "ratio", "numerator": "conformity", "denominator": "individuation"}
+    spread = {"type": "interaction", "formula": "cpi ~ a * C(language)",
+              "null_formula": "cpi ~ a + C(language)"}  # fmt: skip
+    cases = [
+        (entry(ratio), "estimator ratio gives no p-value"),
+        (entry(spread, expected="negative"), "the SD of slopes has no CI and is never negative"),
+        (entry(spread, equivalence_bound=0.2), "needs summary: rest_minus_reference"),
+    ]
+    for data, message in cases:
+        with pytest.raises(ValueError, match=message):
+            Hypothesis.model_validate(data)
+    Hypothesis.model_validate(entry(ratio, decision="descriptive"))
+    Hypothesis.model_validate(entry({**spread, "summary": "rest_minus_reference"},
+                                    expected="negative", equivalence_bound=0.2))  # fmt: skip
+
+
 def test_descriptive_rule_gives_no_verdict() -> None:
     assert _h("positive", decision="descriptive").decide(5.0, 4.0, 6.0, 0.0001) == "descriptive"
 

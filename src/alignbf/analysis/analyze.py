@@ -238,6 +238,26 @@ def combined(sources: dict[str, Source], names: list[str], scoring: Scoring) -> 
     )
 
 
+def check_outcomes(prereg: Prereg, path: Path, sources: dict[str, Source]) -> None:
+    """Refuse, with one line naming the hypothesis and field, an outcome that is not a
+    column of the scores its level reads (a typo would otherwise read "not estimable")."""
+    import difflib
+
+    for i, h in enumerate(prereg.hypotheses):
+        scores = sources[source_key(h)].scores
+        if scores is None:
+            continue
+        frame = scores.simulations if h.level == "simulation" else scores.agents
+        if h.outcome not in frame.columns:
+            known = [c for c in frame.columns if frame[c].dtype.kind in "fiub"]
+            near = difflib.get_close_matches(h.outcome, known, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else "e.g. cpi, di, monologue_ratio"
+            raise ConfigError(
+                f"{path}: hypotheses[{i}] ({h.id}).outcome {h.outcome!r} is not a "
+                f"{h.level} score column; {hint}"
+            )
+
+
 def _write(run_dir: Path, analysis: Analysis, prereg: Prereg) -> list[Path]:
     out = run_dir / "analysis"
     out.mkdir(exist_ok=True)
@@ -356,6 +376,7 @@ def analyze_run(
         how_to = HOW_TO.format(path=path)
     prereg = load_prereg(path)
     sources = _sources(run_dir, scores, prereg, backend, inputs or {}, study)
+    check_outcomes(prereg, path, sources)
     languages = load_languages()
     rows, _ = evaluate_all(prereg, sources, languages)
     if prereg.validity is not None:

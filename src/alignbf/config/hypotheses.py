@@ -223,6 +223,20 @@ class Hypothesis(_Strict):
         formula = getattr(self.estimator, "formula", None)
         if formula is not None and formula.split("~")[0].strip() != self.outcome:
             raise ValueError(f"the formula {formula!r} does not model outcome {self.outcome!r}")
+        by_p = self.decision == "significance" and self.expected in ("positive", "negative")
+        if isinstance(self.estimator, Ratio) and by_p:
+            raise ValueError(
+                "estimator ratio gives no p-value, so a directional verdict is never reached: "
+                "use decision: descriptive, or expected: equivalent with an equivalence_bound"
+            )
+        spread = (
+            isinstance(self.estimator, Interaction) and self.estimator.summary == "sd_of_slopes"
+        )
+        if spread and (self.equivalence_bound is not None or self.expected == "negative"):
+            raise ValueError(
+                "the SD of slopes has no CI and is never negative: an equivalence_bound or "
+                "expected: negative needs summary: rest_minus_reference"
+            )
         return self
 
     def decide(
