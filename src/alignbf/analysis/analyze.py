@@ -307,7 +307,7 @@ def flag_attrition(
 
 
 def _attrition(sources: dict[str, Source]) -> pd.DataFrame:
-    import yaml
+    from alignbf.config.yamlfile import parse_yaml
 
     frames = []
     for name, source in sources.items():
@@ -315,7 +315,8 @@ def _attrition(sources: dict[str, Source]) -> pd.DataFrame:
             continue
         store = Store(source.run_dir, readonly=True)
         try:
-            study = parse_study(yaml.safe_load(store.get("config") or ""), source.run_dir)
+            config = parse_yaml(store.get("config") or "", source.run_dir / "run.sqlite")
+            study = parse_study(config, source.run_dir)
             frames.append(attrition(store, study, source.scores.simulations, name))
         finally:
             store.close()
@@ -362,12 +363,14 @@ def analyze_run(
         The :class:`Analysis`, after writing ``RUN_DIR/analysis/verdicts.csv``,
         ``verdicts.json`` and ``attrition.csv``.
     """
-    import yaml
+    from alignbf.config.yamlfile import parse_yaml
 
     run_dir = run_dir or latest_run()
     scores = load_scores(run_dir, instrument)
     facts = _facts(run_dir)
-    study = parse_study(yaml.safe_load(facts["config"] or ""), run_dir / "run.sqlite")
+    study = parse_study(
+        parse_yaml(facts["config"] or "", run_dir / "run.sqlite"), run_dir / "run.sqlite"
+    )
     backend = facts["backend"] or "unknown"
     path = prereg_path(run_dir, study)
     how_to = ""

@@ -34,7 +34,7 @@ import yaml
 
 from alignbf.config import assets
 from alignbf.config.study import Study, load_study
-from alignbf.config.yamlfile import read_text
+from alignbf.config.yamlfile import parse_yaml, read_text
 
 
 @dataclass
@@ -55,7 +55,7 @@ class PowerResult:
 
 
 def _pool_config(config_path: Path, study: Study, pool: int, directory: Path) -> Path:
-    data = yaml.safe_load(read_text(config_path))
+    data = parse_yaml(read_text(config_path), config_path)
     data["replicates"] = pool
     data["budget"] = {}
     data["prereg"] = None  # the pool is not a registered run; its analysis is done here

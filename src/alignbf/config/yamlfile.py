@@ -94,7 +94,13 @@ def load_yaml(path: Path, *, expect: type = dict) -> Any:
         ConfigError: missing file, wrong encoding, syntax error, duplicate key,
             alias bomb, empty file or a top level of the wrong type.
     """
-    text = read_text(path)
+    return parse_yaml(read_text(path), path, expect=expect)
+
+
+def parse_yaml(text: str, source: Path | str, *, expect: type = dict) -> Any:
+    """:func:`load_yaml` for text already read (a config recorded in a run); errors name
+    ``source``."""
+    path = source
     loader = _loader(text)
     try:
         data = loader.get_single_data()

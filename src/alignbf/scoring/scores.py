@@ -100,12 +100,12 @@ class Scores:
 
 def study_of(store: Store) -> Study:
     """The study config recorded in a run (one-line error when there is none)."""
-    import yaml
+    from alignbf.config.yamlfile import parse_yaml
 
     text = store.get("config")
     if text is None:
         raise AnalysisError(f"{store.dir}: run has no recorded config")
-    return parse_study(yaml.safe_load(text), store.dir / "run.sqlite")
+    return parse_study(parse_yaml(text, store.dir / "run.sqlite"), store.dir / "run.sqlite")
 
 
 def _design(store: Store) -> tuple[pd.DataFrame, pd.DataFrame]:
