@@ -48,18 +48,10 @@ from alignbf.engine.synthetic import SyntheticModel, estimate_tokens, load_world
 from alignbf.errors import ConfigError
 from alignbf.testing.batchapi import BatchAPI, BatchFaults
 from alignbf.testing.faults import PERMANENT, FaultPlan, corrupt_utf8, error_body, huge_body
+from alignbf.testing.http import HttpRequest, read_request, response, send
 from alignbf.testing.prefixcache import PrefixCache
 from alignbf.transport.backend import ChatRequest
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 _UNKNOWN_PARAMETER = json.dumps(
     {
         "error": {
@@ -117,49 +109,6 @@ class ServerOptions:
     """Serve the batch API (``batchapi.py``); off, its routes answer 404."""
     batch_faults: BatchFaults = field(default_factory=BatchFaults)
     """Expired and partial jobs, failed lines, slow jobs, stray output lines."""
-
-
-@dataclass
-class HttpRequest:
-    """One parsed HTTP/1.1 request."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-async def read_request(reader: asyncio.StreamReader) -> HttpRequest | None:
-    """The next request on a connection, or None when the client closed it."""
-    line = await reader.readline()
-    if not line.strip():
-        return None
-    method, path, _ = line.decode("latin-1").split(" ", 2)
-    headers: dict[str, str] = {}
-    while (raw := await reader.readline()) not in (b"\r\n", b"\n", b""):
-        name, _, value = raw.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length") or 0)
-    body = await reader.readexactly(length) if length else b""
-    return HttpRequest(method, path, headers, body)
-
-
-def response(
-    status: int,
-    body: bytes,
-    headers: dict[str, str] | None = None,
-    content_type: str = "application/json",
-    length: int | None = None,
-) -> bytes:
-    """A complete HTTP/1.1 response (``length`` overrides the declared Content-Length)."""
-    lines = [
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(body) if length is None else length}",
-        "Connection: keep-alive",
-    ]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -231,17 +180,17 @@ class SyntheticServer:
         if request.method == "GET" and path == "/v1/models":
             auth = request.headers.get("authorization", "")
             if "401" in self.faults.forced:
-                return await _send(writer, response(401, error_body("401", auth)))
+                return await send(writer, response(401, error_body("401", auth)))
             models = {"object": "list", "data": [{"id": "synthetic", "object": "model"}]}
-            return await _send(writer, response(200, json.dumps(models).encode()))
+            return await send(writer, response(200, json.dumps(models).encode()))
         if request.method == "GET" and path == "/_ledger":
-            return await _send(writer, response(200, json.dumps(self.ledger.entries).encode()))
+            return await send(writer, response(200, json.dumps(self.ledger.entries).encode()))
         if self.batch_api is not None:
             r = request
             routed = self.batch_api.route(r.method, r.path, r.headers, r.body)
             if routed is not None:
-                return await _send(writer, _batch_response(*routed))
-        return await _send(writer, response(404, _NOT_FOUND, content_type="text/html"))
+                return await send(writer, _batch_response(*routed))
+        return await send(writer, response(404, _NOT_FOUND, content_type="text/html"))
 
     async def _chat(self, request: HttpRequest, writer: asyncio.StreamWriter) -> bool:
         arrived = time.monotonic()
@@ -249,7 +198,7 @@ class SyntheticServer:
             body = json.loads(request.body)
             chat = _chat_request(body)
         except (ValueError, KeyError, TypeError, IndexError):
-            return await _send(writer, response(400, error_body("bad_request", "")))
+            return await send(writer, response(400, error_body("bad_request", "")))
         fp = fingerprint(body)
         self.attempts[fp] = attempt = self.attempts.get(fp, 0) + 1
         if self.first_request is None:
@@ -319,7 +268,7 @@ class SyntheticServer:
         if fault == "quota":
             await self._latency(arrived)
             entry["status"], entry["answered"] = 429, time.time()
-            return await _send(writer, response(429, error_body("429", auth), extra))
+            return await send(writer, response(429, error_body("429", auth), extra))
         if fault == "reset":
             writer.transport.abort()
             return False
@@ -330,18 +279,18 @@ class SyntheticServer:
             await self._latency(arrived)
             entry["status"], entry["answered"] = 429, time.time()
             headers = {"Retry-After": str(self.options.storm_retry_after_s)}
-            return await _send(writer, response(429, error_body("429", auth), headers))
+            return await send(writer, response(429, error_body("429", auth), headers))
         if fault == "prompt_cache_key":
             entry["status"], entry["answered"] = 400, time.time()
-            return await _send(writer, response(400, _UNKNOWN_PARAMETER))
+            return await send(writer, response(400, _UNKNOWN_PARAMETER))
         if fault is not None and fault.startswith("response_format:"):
             entry["status"], entry["answered"] = 400, time.time()
-            return await _send(writer, response(400, _format_rejected(fault.split(":")[1])))
+            return await send(writer, response(400, _format_rejected(fault.split(":")[1])))
         if fault in PERMANENT or fault in ("429", "429_reset", "500", "503"):
             await self._latency(arrived)
             status, headers = _error_status(fault)
             entry["status"], entry["answered"] = status, time.time()
-            return await _send(writer, response(status, error_body(fault, auth), headers))
+            return await send(writer, response(status, error_body(fault, auth), headers))
         text, payload = self._completion(chat)
         if fault == "content_filter":
             text = payload["choices"][0]["message"]["content"] = ""
@@ -355,12 +304,12 @@ class SyntheticServer:
         entry["status"], entry["answered"] = 200, time.time()
         if fault == "truncated":
             cut = raw[: len(raw) // 2]
-            return await _send(writer, response(200, cut))
+            return await send(writer, response(200, cut))
         if fault == "nonutf8":
-            return await _send(writer, response(200, corrupt_utf8(raw)))
+            return await send(writer, response(200, corrupt_utf8(raw)))
         if fault == "huge":
-            return await _send(writer, response(200, huge_body()))
-        delivered = await _send(writer, response(200, raw, extra))
+            return await send(writer, response(200, huge_body()))
+        delivered = await send(writer, response(200, raw, extra))
         entry["delivered"] = delivered
         entry["content_sha256"] = _sha(text) if delivered else None
         return delivered
@@ -472,16 +421,6 @@ def _batch_response(status: int, content: Any) -> bytes:
     if isinstance(content, bytes):
         return response(status, content, content_type="application/jsonl")
     return response(status, json.dumps(content, ensure_ascii=False).encode())
-
-
-async def _send(writer: asyncio.StreamWriter, data: bytes) -> bool:
-    """Write a response; False when the client has gone."""
-    try:
-        writer.write(data)
-        await writer.drain()
-    except ConnectionError:
-        return False
-    return True
 
 
 async def serve_async(options: ServerOptions, on_ready: Callable[[str], None]) -> None:
