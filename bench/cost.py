@@ -21,7 +21,7 @@ $0.075, output $0.60 per million tokens), and prints:
   included: the server's cache still holds the first run's prefixes);
   ``batch_vs_cached``: over the interactive run's cost.
 
-Run from the repository root: ``python bench/cost.py [--sims-per-language 4]
+Run from the repository root: ``python bench/cost.py [--concurrency 64]
 [--cache-tokens N]``. The last line is the headline. A benchmark prints numbers; it
 never passes or fails.
 """
@@ -33,11 +33,14 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from http_runner import start_server
 
 from alignbf.config import assets
 from alignbf.config.endpoints import Endpoint
@@ -54,20 +57,6 @@ GPT_4O_MINI = {
     "price_cached_input_per_mtok": 0.075,
     "price_output_per_mtok": 0.60,
 }
-
-
-def start_server(cache_tokens: int) -> tuple[subprocess.Popen[str], str]:
-    """The loopback server with its prompt cache, in its own process group."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "alignbf", "serve-synthetic", "--port", "0",
-         "--prefix-cache-tokens", str(cache_tokens)],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("listening on "):
-        raise SystemExit(f"server did not start: {line!r}")
-    return process, line.split()[-1]
 
 
 def write_study(work: Path, url: str, ratios: list[float], batch: bool = False) -> Path:
@@ -128,7 +117,7 @@ def main() -> None:
                         "agent's prompt of 64 simulations in flight)")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
-    server, url = start_server(args.cache_tokens)
+    server, url = start_server("--prefix-cache-tokens", str(args.cache_tokens))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,26 +24,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from http_runner import write_study
+from http_runner import start_server, write_study
 
 from alignbf.engine.runner import run_study
 from alignbf.transport.client import endpoints_backend
 
 
-def _server(latency_ms: float, fault_rate: float) -> tuple[subprocess.Popen[str], str]:
-    args = [sys.executable, "-m", "alignbf", "serve-synthetic", "--port", "0",
-            "--latency-ms", str(latency_ms), "--fault-rate", str(fault_rate)]  # fmt: skip
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line.startswith("listening on "):
-        raise SystemExit(f"server did not start: {line!r}")
-    return process, line.split()[-1]
-
-
 def _run(sims: int, latency_ms: float, fault_rate: float, lanes: int) -> tuple[float, int, int]:
     """(calls per second, calls, concurrency cuts) of one run."""
-    server, url = _server(latency_ms, fault_rate)
+    server, url = start_server("--latency-ms", str(latency_ms), "--fault-rate", str(fault_rate))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             study = write_study(Path(tmp), url, sims * 15, 64, agents=3, turns=5)

@@ -58,11 +58,11 @@ endpoints:
 """
 
 
-def start_server(latency_ms: float) -> tuple[subprocess.Popen[str], str]:
-    """The loopback server in its own process group; returns it and its base URL."""
+def start_server(*options: str) -> tuple[subprocess.Popen[str], str]:
+    """``alignbf serve-synthetic --port 0 OPTIONS`` in its own process group; returns it and
+    its base URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "alignbf", "serve-synthetic", "--port", "0",
-         "--latency-ms", str(latency_ms)],
+        [sys.executable, "-m", "alignbf", "serve-synthetic", "--port", "0", *options],
         stdout=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     assert process.stdout is not None
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=200.0)
     args = parser.parse_args()
     latency, c = args.latency_ms / 1000.0, args.concurrency
-    server, url = start_server(args.latency_ms)
+    server, url = start_server("--latency-ms", str(args.latency_ms))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             study = write_study(Path(tmp), url, args.calls, c, args.agents, args.turns)
