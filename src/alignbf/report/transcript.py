@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alignbf.config.prompts import load_prompts
-from alignbf.config.study import Study
+from alignbf.config.study import Study, load_languages
 from alignbf.scoring.lexicon import Echo, Lexicon, instruction_echo, load_lexicon
 
-RTL = frozenset({"ar", "fa", "he", "ur"})
+RTL_SCRIPTS = frozenset({"arabic", "hebrew"})
+RTL = frozenset(code for code, e in load_languages().items() if e.get("script") in RTL_SCRIPTS)
+"""Languages written right to left, from their script in ``data/languages.yaml``."""
 _SHORT = {"coercive": "coer", "protective": "prot", "conformity": "conf", "individuation": "indiv"}
 
 
