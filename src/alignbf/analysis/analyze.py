@@ -42,10 +42,10 @@ from alignbf.analysis.verdicts import (
 )
 from alignbf.config import assets
 from alignbf.config.hypotheses import InputRun, Prereg, load_prereg
-from alignbf.config.study import Scoring, Study, load_languages, parse_study, resolve_relative
+from alignbf.config.study import Scoring, Study, load_languages, resolve_relative
 from alignbf.errors import AlignbfError, AnalysisError, ConfigError
 from alignbf.scoring.indices import add_indices
-from alignbf.scoring.scores import Scores, load_scores
+from alignbf.scoring.scores import Scores, load_scores, study_of
 from alignbf.store.store import Store, write_atomic
 from alignbf.testing import crashpoints
 
@@ -307,16 +307,13 @@ def flag_attrition(
 
 
 def _attrition(sources: dict[str, Source]) -> pd.DataFrame:
-    from alignbf.config.yamlfile import parse_yaml
-
     frames = []
     for name, source in sources.items():
         if source.run_dir is None or source.scores is None or "+" in name:
             continue
         store = Store(source.run_dir, readonly=True)
         try:
-            config = parse_yaml(store.get("config") or "", source.run_dir / "run.sqlite")
-            study = parse_study(config, source.run_dir)
+            study = study_of(store)
             frames.append(attrition(store, study, source.scores.simulations, name))
         finally:
             store.close()
@@ -363,15 +360,10 @@ def analyze_run(
         The :class:`Analysis`, after writing ``RUN_DIR/analysis/verdicts.csv``,
         ``verdicts.json`` and ``attrition.csv``.
     """
-    from alignbf.config.yamlfile import parse_yaml
-
     run_dir = run_dir or latest_run()
     scores = load_scores(run_dir, instrument)
-    facts = _facts(run_dir)
-    study = parse_study(
-        parse_yaml(facts["config"] or "", run_dir / "run.sqlite"), run_dir / "run.sqlite"
-    )
-    backend = facts["backend"] or "unknown"
+    with Store(run_dir, readonly=True) as store:
+        study, backend = study_of(store), store.get("backend") or "unknown"
     path = prereg_path(run_dir, study)
     how_to = ""
     if path is None:
