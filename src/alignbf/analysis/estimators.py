@@ -267,7 +267,8 @@ def mean_vs(spec: MeanVs, data: pd.DataFrame, outcome: str, ci: float) -> Estima
 
 def _pooled_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        return num.sum(axis=-1) / den.sum(axis=-1)
+        ratio: np.ndarray = num.sum(axis=-1) / den.sum(axis=-1)
+    return ratio
 
 
 def ratio(spec: Ratio, data: pd.DataFrame, outcome: str, ci: float) -> Estimate:

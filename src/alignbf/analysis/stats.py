@@ -12,7 +12,7 @@ Sign convention for two-group comparisons: ``x`` minus ``y``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -302,11 +302,20 @@ def _bh(p: np.ndarray) -> np.ndarray:
     return out
 
 
-_ADJUSTERS = {
+def _bonferroni(p: np.ndarray) -> np.ndarray:
+    adjusted: np.ndarray = np.minimum(p * p.size, 1.0)
+    return adjusted
+
+
+def _unadjusted(p: np.ndarray) -> np.ndarray:
+    return p.copy()
+
+
+_ADJUSTERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "holm": _holm,
     "bh": _bh,
-    "bonferroni": lambda p: np.minimum(p * p.size, 1.0),
-    "none": lambda p: p.copy(),
+    "bonferroni": _bonferroni,
+    "none": _unadjusted,
 }
 
 

@@ -48,7 +48,7 @@ _CBase: Any = getattr(yaml, "CSafeLoader", None)
 
 if _CBase is not None:
 
-    class _FastStrictLoader(_CBase):
+    class _FastStrictLoader(_CBase):  # type: ignore[misc]
         """The libyaml parser with the duplicate-key check; used for anchor-free files."""
 
         construct_mapping = _StrictLoader.construct_mapping

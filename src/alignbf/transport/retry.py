@@ -283,7 +283,7 @@ def _wait(
         if hint is not None:
             return float(hint) * (1.0 + random.uniform(0.0, 0.2))
         initial = policy.backoff_initial_s
-        doubling = 2 ** (state.attempt_number - 1)
+        doubling = 2.0 ** (int(state.attempt_number) - 1)
         if failing is not None and not failing():
             stray = min(policy.stray_backoff_s, initial)
             return random.uniform(0.0, min(policy.backoff_max_s, stray * doubling))

@@ -69,8 +69,8 @@ class StallBound:
         """The read timeout of an attempt that follows ``stalls`` timed-out attempts."""
         if not self.factor or len(self._latencies) < self.WARMUP:
             return configured_s
-        bound = max(self.FLOOR_S, self.factor * self._slowest) * 2**stalls
-        return min(configured_s, bound)
+        bound = max(self.FLOOR_S, self.factor * self._slowest) * 2.0**stalls
+        return float(min(configured_s, bound))
 
 
 @dataclass
