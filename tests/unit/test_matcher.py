@@ -87,7 +87,7 @@ def test_echoed_spans_are_not_counted(tmp_path: Path) -> None:
 def test_the_echo_shortcut_agrees_with_the_full_check(tmp_path: Path) -> None:
     lex = _lexicon(tmp_path)
     echo = lex.echo(["Respect the dignity of every person and never evict her."], 4)
-    full = Echo(echo.n, echo.grams)  # without runs every hit is checked in full
+    full = Echo(echo.n, echo.grams, echo.sep)  # without runs every hit is checked in full
     texts = [
         "respect the dignity of every person",
         "\u0301 respect the dignity of every person",  # a word of marks alone

@@ -77,6 +77,7 @@ N*), not spaces, punctuation, symbols or Thai vowel and tone marks (Mn).
 from __future__ import annotations
 
 from alignbf.scoring.lexicon._base import CATEGORIES, CHAR_LANGUAGES, LANGUAGES, _expand
+from alignbf.scoring.lexicon._echo import Echo
 from alignbf.scoring.lexicon._files import (
     _default_dir,
     check_lexicons,
@@ -85,7 +86,7 @@ from alignbf.scoring.lexicon._files import (
     lexicon_file,
     load_lexicon,
 )
-from alignbf.scoring.lexicon._matcher import Echo, Lexicon, Match, TextCounts
+from alignbf.scoring.lexicon._matcher import Lexicon, Match, TextCounts
 
 __all__ = [
     "CATEGORIES",

@@ -58,14 +58,28 @@ _WORD = (
 def _folder(table: dict[str, str]) -> Callable[[str], str]:
     """Character replacement that costs one scan when nothing needs replacing.
 
-    ``str.translate`` looks every character up in a dict, which is slow for non-ASCII text.
+    ``str.translate`` looks every character up in a dict, which is slow for non-ASCII text;
+    one substitution per distinct replacement stays in the regex engine.
     """
     pattern = re.compile("[" + "".join(map(re.escape, table)) + "]")
+    targets: dict[str, str] = {}
+    for char, replacement in table.items():
+        targets[replacement] = targets.get(replacement, "") + char
+    if any(char in table for replacement in targets for char in replacement):
+        raise ValueError("a folding table must not replace a character by another it folds")
+    steps = [
+        (re.compile("[" + "".join(map(re.escape, chars)) + "]").sub, literal.replace("\\", "\\\\"))
+        for literal, chars in targets.items()
+    ]
 
-    def replace(found: re.Match[str]) -> str:
-        return table[found.group()]
+    def fold(text: str) -> str:
+        if pattern.search(text) is None:
+            return text
+        for sub, replacement in steps:
+            text = sub(replacement, text)
+        return text
 
-    return lambda text: pattern.sub(replace, text)
+    return fold
 
 
 def _normaliser(language: str) -> Callable[[str], str]:

@@ -10,7 +10,8 @@ from typing import Any
 from alignbf.config.yamlfile import line_of
 from alignbf.errors import ConfigError
 from alignbf.scoring.lexicon._base import LANGUAGES
-from alignbf.scoring.lexicon._matcher import Echo, Lexicon
+from alignbf.scoring.lexicon._echo import Echo
+from alignbf.scoring.lexicon._matcher import Lexicon
 from alignbf.scoring.lexicon._rules import _problems
 
 

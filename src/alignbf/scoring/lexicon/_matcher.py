@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import bisect
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -13,7 +11,6 @@ from alignbf.errors import ConfigError
 from alignbf.scoring.lexicon._base import (
     _ARABIC_PROCLITIC,
     _BOUNDARY,
-    _LETTER,
     _OPPOSITE,
     _WORD,
     CATEGORIES,
@@ -23,6 +20,7 @@ from alignbf.scoring.lexicon._base import (
     _normaliser,
     _trie,
 )
+from alignbf.scoring.lexicon._echo import Echo, EchoCheck, _Hit
 from alignbf.scoring.lexicon._rules import _keyed
 
 
@@ -44,35 +42,6 @@ class TextCounts:
     units: int
     counts: dict[str, int]
     echoed: int = 0
-
-
-@dataclass(frozen=True)
-class Echo:
-    """The n-grams of the instruction texts an agent may merely repeat (see :meth:`Lexicon.echo`).
-
-    A hit is an echo when every unit of it lies inside some run of ``n`` consecutive units
-    of the reply that also occurs, in the same order, in one of the instruction texts.
-    """
-
-    n: int
-    grams: frozenset[str]
-    runs: tuple[frozenset[str], ...] = field(default=(), compare=False, repr=False)
-    """Every run of 1, 2, ... (at most :data:`_RUNS`) units inside one of the n-grams, joined
-    like them: a hit whose first units are not among them lies inside no n-gram."""
-
-    @classmethod
-    def of(cls, n: int, grams: frozenset[str]) -> Echo:
-        """The index of ``grams`` with its :attr:`runs`."""
-        split = [gram.split("\x1f") for gram in grams]
-        runs = tuple(
-            frozenset("\x1f".join(units[i : i + m]) for units in split for i in range(n - m + 1))
-            for m in range(1, min(n, _RUNS) + 1)
-        )
-        return cls(n, grams, runs)
-
-
-_RUNS = 3
-"""Longest run of units :attr:`Echo.runs` holds."""
 
 
 @dataclass
@@ -103,10 +72,6 @@ class _Sense:
 _SLOT = {category: i for i, category in enumerate(CATEGORIES)}
 """Position of each category in :meth:`Lexicon.tally`'s counts."""
 
-_Hit = tuple[int, str, bool, int, int]
-"""(index of the marked token, category, negated, start, end): start and end in words for
-``word`` lexicons, in characters of the normalised text for ``char`` lexicons."""
-
 
 class _Token(NamedTuple):
     """What the lexicon knows about one non-word token (``entry`` only for category hits)."""
@@ -122,7 +87,7 @@ _BOUNDARY_TOKEN = _Token(None, 0, True, False, False)
 """Every clause-boundary character."""
 
 
-class Lexicon:
+class Lexicon(EchoCheck):
     """A compiled lexicon for one language; build it with :func:`load_lexicon`.
 
     One regular expression cuts a text into marked tokens (terms, cues, breaks, ignore
@@ -412,115 +377,6 @@ class Lexicon:
             if category is not None
         ]
         return plain + offset, resolved
-
-    def _unit_spans(self, norm: str) -> list[tuple[int, int]]:
-        """Character spans of the units of a normalised text (words, or letters)."""
-        unit = _LETTER if self.unit == "char" else self._word
-        return [m.span() for m in unit.finditer(norm)]
-
-    def _grams(self, norm: str, spans: list[tuple[int, int]], n: int) -> list[str]:
-        """The n-gram key starting at each unit (units joined by a separator)."""
-        units = [norm[a:b] for a, b in spans]
-        return ["\x1f".join(units[i : i + n]) for i in range(len(units) - n + 1)]
-
-    def echo(self, texts: Iterable[str], n: int) -> Echo:
-        """An echo index of ``texts``: every run of ``n`` units, normalised like replies."""
-        grams: set[str] = set()
-        for text in texts:
-            for part in re.split(r"\{[a-z]+\}", text):
-                norm = self._normalise(part)
-                grams.update(self._grams(norm, self._unit_spans(norm), n))
-        return Echo.of(n, frozenset(grams))
-
-    def _echoed(self, norm: str, spans: list[tuple[int, int]], echo: Echo) -> list[bool]:
-        """For each hit span, whether it lies wholly inside repeated instruction text."""
-        units = self._unit_spans(norm)
-        grams = self._grams(norm, units, echo.n)
-        starts = [a for a, _ in units]
-        out = []
-        for start, end in spans:
-            first = bisect.bisect_right(starts, start) - 1
-            last = bisect.bisect_left(starts, end) - 1
-            if first < 0 or last < first:
-                out.append(False)
-                continue
-            covered: set[int] = set()
-            for k in range(max(0, last - echo.n + 1), min(first, len(grams) - 1) + 1):
-                if grams[k] in echo.grams:
-                    covered.update(range(k, k + echo.n))
-            out.append(all(u in covered for u in range(first, last + 1)))
-        return out
-
-    def _echoed_units(self, norm: str, ranges: list[tuple[int, int]], echo: Echo) -> list[bool]:
-        """:meth:`_echoed` for hits given by their positions from :meth:`_resolve`: only
-        the n-grams around each hit are built.
-
-        Every n-gram that starts at most ``n`` units before a hit's end and at or before its
-        start holds the whole hit, so one such n-gram among the instruction n-grams is
-        enough."""
-        n, grams, out = echo.n, echo.grams, []
-        if self.unit == "word":
-            units = self._word.findall(norm)
-            for start, end in ranges:
-                out.append(
-                    end > start
-                    and any(
-                        "\x1f".join(units[k : k + n]) in grams
-                        for k in range(max(0, end - n), min(start, len(units) - n) + 1)
-                    )
-                )
-            return out
-        # A letter is one character, so the n-gram at letter k is a slice of all of them
-        # joined by the separator.
-        letters = _LETTER.findall(norm)
-        joined, size, width = "\x1f".join(letters), len(letters), 2 * n - 1
-        for start, end in ranges:
-            first = _letters(norm[:start])
-            last = first + _letters(norm[start:end])
-            out.append(
-                last > first
-                and any(
-                    joined[2 * k : 2 * k + width] in grams
-                    for k in range(max(0, last - n), min(first, size - n) + 1)
-                )
-            )
-        return out
-
-    def _may_echo(
-        self, norm: str, marked: list[tuple[int, str]], hits: list[_Hit], echo: Echo
-    ) -> bool:
-        """Whether some hit may be an echo: its first units run inside an n-gram.
-
-        The units of a hit are those of its token, except in a word-lexicon text with a
-        word that starts with a combining mark (the marked tokens leave such marks out):
-        there every hit may be one.
-        """
-        runs = echo.runs
-        if not runs or not self._token_units:
-            return True
-        if (
-            self.unit == "word"
-            and not norm.isascii()
-            and (self._mark.match(norm) or self._loose_mark.search(norm))
-        ):
-            return True
-        pieces, piece = self._pieces, self._piece
-        for k, *_ in hits:
-            token = marked[k][1]
-            units = pieces.get(token) or piece(token)
-            if 0 < len(units) <= echo.n:
-                m = min(len(units), len(runs))
-                if "\x1f".join(units[:m]) in runs[m - 1]:
-                    return True
-        return False
-
-    def _piece(self, token: str) -> tuple[str, ...]:
-        """The units of a token, memoised per lexicon."""
-        units = tuple((_LETTER if self.unit == "char" else self._word).findall(token))
-        if len(self._pieces) > 100_000:
-            self._pieces.clear()
-        self._pieces[token] = units
-        return units
 
     def tally(self, text: str, echo: Echo | None = None) -> tuple[int, int, int, int, int, int]:
         """:meth:`count` as a plain tuple: units, the hits of each category in
