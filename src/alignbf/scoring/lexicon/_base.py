@@ -8,6 +8,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Callable
+from re import _parser as _sre_parser  # type: ignore[attr-defined]
 from typing import Any
 
 from alignbf.config.study import load_languages
@@ -118,6 +119,63 @@ def _atoms(term: str) -> list[str]:
         else:
             atoms.append(re.escape(ch))
     return atoms
+
+
+def _first_chars(pattern: str) -> str | None:
+    """The characters a match of ``pattern`` can start with, as a character-class body,
+    or None when that is not a short, known set (the pattern can match empty text, starts
+    with a class of categories or ranges, or uses a construct this does not read)."""
+    try:
+        parsed = _sre_parser.parse(pattern)
+    except re.error:
+        return None
+    if parsed.state.flags & (re.IGNORECASE | re.VERBOSE):
+        return None
+    found, nullable = _first_of(list(parsed))
+    if found is None or nullable or not found:
+        return None
+    return "".join(re.escape(char) for char in sorted(found))
+
+
+def _first_of(items: list[Any]) -> tuple[set[str] | None, bool]:
+    """(first characters, whether the sequence can match empty) of parsed regex items."""
+    found: set[str] = set()
+    for op, arg in items:
+        name = str(op)
+        if name == "LITERAL":
+            return found | {chr(arg)}, False
+        if name == "IN":
+            chars = set()
+            for kind, value in arg:
+                if str(kind) != "LITERAL":
+                    return None, False
+                chars.add(chr(value))
+            return found | chars, False
+        if name in ("ASSERT", "ASSERT_NOT", "AT"):
+            continue  # zero-width: the next item consumes the first character
+        if name == "SUBPATTERN":
+            if arg[1] & (re.IGNORECASE | re.VERBOSE):
+                return None, False
+            parts, empty = _first_of(list(arg[-1]))
+        elif name == "BRANCH":
+            parts, empty = set(), False
+            for branch in arg[1]:
+                sub, sub_empty = _first_of(list(branch))
+                if sub is None:
+                    return None, False
+                parts |= sub
+                empty = empty or sub_empty
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            parts, empty = _first_of(list(arg[2]))
+            empty = empty or arg[0] == 0
+        else:
+            return None, False
+        if parts is None:
+            return None, False
+        found |= parts
+        if not empty:
+            return found, False
+    return found, True
 
 
 def _trie(paths: list[tuple[list[str], str]]) -> str:

@@ -16,6 +16,7 @@ from alignbf.scoring.lexicon._base import (
     CATEGORIES,
     _atoms,
     _expand,
+    _first_chars,
     _letters,
     _normaliser,
     _trie,
@@ -85,6 +86,15 @@ class _Token(NamedTuple):
 
 _BOUNDARY_TOKEN = _Token(None, 0, True, False, False)
 """Every clause-boundary character."""
+
+
+def _guarded(regex: str, end: str) -> str:
+    """A ``re:`` term as an alternative of the combined pattern, behind a look-ahead for the
+    characters it can start with when those are known: the alternative is then tried only
+    where it can match, and matches the same text."""
+    first = _first_chars(regex)
+    guard = f"(?=[{first}])" if first else ""
+    return f"{guard}(?:{regex}){end}"
 
 
 class Lexicon(EchoCheck):
@@ -224,7 +234,7 @@ class Lexicon(EchoCheck):
         """
         terminals = [f"(?P<t{i}>)" if named else "" for i in range(len(keys))]
         pairs = list(zip(keys, terminals, strict=True))
-        regexes = [f"(?:{key[3:]}){end}" for key, end in pairs if key.startswith("re:")]
+        regexes = [_guarded(key[3:], end) for key, end in pairs if key.startswith("re:")]
         paths = [(_atoms(key), end) for key, end in pairs if not key.startswith("re:")]
         # One class test rejects most positions before the wide first level of the trie.
         first = "".join(sorted({re.escape(key[0]) for key in keys if not key.startswith("re:")}))
