@@ -135,3 +135,15 @@ def test_a_duplicated_key_is_refused_not_merged(tmp_path: Path) -> None:
     path.write_text(text.replace("categories:\n", "categories:\n  coercive: [comply]\n", 1))
     with pytest.raises(ConfigError, match=r"line \d+, column \d+: duplicate key 'coercive'"):
         load_lexicon("en", path)
+
+
+def test_a_regex_term_is_guarded_by_the_characters_it_can_start_with() -> None:
+    from alignbf.scoring.lexicon._base import _first_chars
+
+    assert _first_chars("ません(?<!すみません)(?!か)") == "ま"
+    assert _first_chars("(?<!ま)(?<!必)ず(?!っと)") == "ず"
+    assert _first_chars("(?:の)?(?:候補|対象)に") == "の候対"
+    assert _first_chars("x*y") == "xy"
+    # Unknown or unbounded first characters, or an empty match, get no guard.
+    for pattern in ["a?", r"\w+", "[^a]b", "[a-z]b", "(?i:a)b", "(?:a|)"]:
+        assert _first_chars(pattern) is None, pattern
