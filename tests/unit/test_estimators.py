@@ -80,7 +80,13 @@ def test_mixed_term_matches_regression_mixed() -> None:
     ref = regression.mixed("cpi ~ alignment_ratio", frame, "language")
     row = ref[ref["term"] == "alignment_ratio"].iloc[0]
     assert got.estimate == pytest.approx(row["estimate"]) and got.estimate == pytest.approx(1.25)
-    assert got.df == 3.0  # t with G - 1 = 3 degrees of freedom
+    # Satterthwaite's df (the default): a within-group slope of a balanced random-intercept
+    # model has the within-group df, N - G - 1 = 72 - 4 - 1 = 67, exactly.
+    assert got.df == pytest.approx(67.0, rel=1e-6) and got.df == pytest.approx(row["df"])
+    assert "Satterthwaite t(67.00)" in got.note
+    between = estimate(spec.model_copy(update={"df": "between"}), frame, "cpi")
+    assert between.df == 3.0 and "t(3) with G - 1 df" in between.note  # G - 1 = 3
+    assert (between.estimate, between.se) == pytest.approx((got.estimate, got.se))
     # per = 0.01 reports the slope per percentage point; t and p do not change.
     point = estimate(spec.model_copy(update={"per": 0.01}), frame, "cpi")
     assert (point.estimate, point.se) == pytest.approx((0.0125, got.se / 100))
@@ -127,6 +133,47 @@ def test_interaction_rest_minus_reference_contrast_by_hand() -> None:
     assert per_point.p_val == got.p_val and "per 0.01 of alignment_ratio" in per_point.note
 
 
+# emmeans::fiber (Montgomery, Design and Analysis of Experiments, 8th ed., Table 15.10):
+# breaking strength and diameter of five fibres from each of three machines.
+FIBER_STRENGTH = {"A": [36, 41, 39, 42, 49], "B": [40, 48, 39, 45, 44], "C": [35, 37, 42, 34, 32]}
+FIBER_DIAMETER = {"A": [20, 25, 24, 25, 32], "B": [22, 28, 22, 30, 28], "C": [21, 23, 26, 21, 15]}
+
+
+def test_interaction_rest_minus_reference_matches_emtrends() -> None:
+    fiber = pd.DataFrame(
+        [
+            (machine, float(x), float(y))
+            for machine, ys in FIBER_STRENGTH.items()
+            for x, y in zip(FIBER_DIAMETER[machine], ys, strict=True)
+        ],
+        columns=["machine", "diameter", "strength"],
+    )
+    machine = 'C(machine, Treatment(reference="A"))'
+    spec = Interaction(
+        type="interaction",
+        formula=f"strength ~ diameter * {machine}",
+        null_formula=f"strength ~ diameter + {machine}",
+        factor="diameter",
+        by="machine",
+        summary="rest_minus_reference",
+    )
+    got = estimate(spec, fiber, "strength")
+    # R, emmeans (reference page of emtrends and the "interactions" vignette):
+    #   fiber.lm <- lm(strength ~ diameter*machine, data = fiber)
+    #   pairs(emtrends(fiber.lm, "machine", var = "diameter"))
+    # -> slopes A 1.104 (SE 0.194), B 0.857 (0.224), C 0.864 (0.208) on 9 df; contrasts
+    # A - B 0.24714 (SE 0.296), A - C 0.24008 (SE 0.284). The estimate is the mean of
+    # B - A and C - A: -(0.24714 + 0.24008) / 2 (5e-6 from the printed digits). Its SE is
+    # not printed; from the printed ones, as Cov(B - A, C - A) = Var(slope A):
+    # sqrt((0.296^2 + 0.284^2 + 2 x 0.194^2) / 4) = 0.2468, to 5e-4 (the SEs' 3 digits).
+    assert got.estimate == pytest.approx(-(0.24714 + 0.24008) / 2, abs=5e-6)
+    assert got.se == pytest.approx(math.sqrt((0.296**2 + 0.284**2 + 2 * 0.194**2) / 4), abs=5e-4)
+    assert got.df == 9
+    half = sps.t.ppf(0.975, 9) * got.se
+    assert (got.ci_low, got.ci_high) == pytest.approx((got.estimate - half, got.estimate + half))
+    assert "mean slope of the 2 other machine groups" in got.note
+
+
 def test_interaction_contrast_needs_treatment_coded_terms() -> None:
     frame = _exact_slopes({"en": 1.0, "ja": 2.0})
     spec = Interaction(
@@ -152,6 +199,14 @@ def test_count_languages_sign_test() -> None:
     # R: binom.test(3, 4, alternative = "greater")$p.value == 0.3125
     assert got.estimate == 0.75 and got.p_val == pytest.approx(0.3125)
     assert got.null == 0.5 and got.note.startswith("3/4 language positive (a, b, c)")
+
+
+def test_count_languages_midp_test() -> None:
+    frame = _exact_slopes({"a": 1.0, "b": 2.0, "c": 3.0, "d": -1.0})
+    got = estimate(CountLanguages(type="count_languages", test="midp"), frame, "cpi")
+    # mid-p of 3 of 4 at 1/2: P(X = 4) + P(X = 3) / 2 = 1/16 + 4/32
+    assert got.p_val == pytest.approx(3 / 16) and got.statistic == 3
+    assert "mid-p binomial test against 0.5" in got.note
 
 
 def test_count_languages_significant_positive() -> None:

@@ -221,6 +221,19 @@ def test_errors_name_the_field_and_suggest() -> None:
     )
 
 
+def test_study2_counts_use_the_midp_binomial_test() -> None:
+    prereg = load_prereg(assets.path("prereg", "study2.yaml"))
+    counts = [h for h in prereg.hypotheses if h.estimator.type == "count_languages"]
+    assert [h.id for h in counts] == ["s2_di_count", "s2_cpi_amplified_count"]
+    assert all(h.estimator.test == "midp" for h in counts)  # type: ignore[union-attr]
+    data = copy.deepcopy(load_yaml(assets.path("prereg", "study2.yaml")))
+    data["hypotheses"][1]["estimator"]["test"] = "blaker"
+    with pytest.raises(ConfigError, match=r"hypotheses\[1\]\.estimator\.test"):
+        parse_prereg(data, "p.yaml")
+    del data["hypotheses"][1]["estimator"]["test"]
+    assert parse_prereg(data, "p.yaml").hypotheses[1].estimator.test == "exact"  # type: ignore[union-attr]
+
+
 def test_formula_must_model_the_outcome() -> None:
     data = load_yaml(assets.path("prereg", "study2.yaml"))
     data["hypotheses"][0]["outcome"] = "cpi"

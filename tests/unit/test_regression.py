@@ -8,11 +8,13 @@ six decimals; the producing R call is quoted next to each.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from alignbf.analysis import regression
 from alignbf.errors import AnalysisError
@@ -198,11 +200,24 @@ def test_mixed_random_slopes_fixed_effects(slopes: regression.MixedFit) -> None:
     assert fit.loc["Days", "se"] == pytest.approx(1.54579, rel=1e-5)
     assert fit.loc["Intercept", "statistic"] == pytest.approx(36.83809, rel=1e-5)
     assert fit.loc["Days", "statistic"] == pytest.approx(6.771481, rel=1e-5)
-    # lmerTest's Satterthwaite df for this balanced design: 17.000 for both terms; Days
-    # p = 3.26e-06 (printed precision). The default df is G - 1 = 17.
-    assert set(fit["df"]) == {17.0}
-    assert fit.loc["Days", "p_val"] == pytest.approx(3.26e-06, abs=5e-9)
-    assert set(fit["p_method"]) == {"t"}
+    # Satterthwaite df, the default. R lmerTest 3.1-3, ?contest1D (Kuznetsova, Brockhoff
+    # and Christensen 2017): fm <- lmer(Reaction ~ Days + (1 + Days|Subject), sleepstudy);
+    # contest1D(fm, c(1, 0), confint=TRUE) -> df 16.99973, CI [237.0064, 265.8038],
+    # p 1.171558e-17; contest1D(fm, c(0, 1), confint=TRUE) -> df 16.99998, t 6.771481,
+    # CI [7.205955, 13.72862], p 3.263824e-06. For this balanced design the exact value is
+    # G - 1 = 17; lme4's optimum is off by its tolerance, ours is refined: 2e-5 relative.
+    assert fit.loc["Intercept", "df"] == pytest.approx(16.99973, rel=2e-5)
+    assert fit.loc["Days", "df"] == pytest.approx(16.99998, rel=2e-5)
+    assert fit["df"].to_numpy() == pytest.approx([17.0, 17.0], abs=1e-5)
+    assert fit.loc["Intercept", "ci_low"] == pytest.approx(237.0064, rel=1e-5)
+    assert fit.loc["Intercept", "ci_high"] == pytest.approx(265.8038, rel=1e-5)
+    assert fit.loc["Days", "ci_low"] == pytest.approx(7.205955, rel=1e-5)
+    assert fit.loc["Days", "ci_high"] == pytest.approx(13.72862, rel=1e-5)
+    assert fit.loc["Days", "p_val"] == pytest.approx(3.263824e-06, rel=1e-4)
+    # At t = 36.8 on 17 df, p moves ~17 times as much as t (relatively): 1e-3 relative.
+    assert fit.loc["Intercept", "p_val"] == pytest.approx(1.171558e-17, rel=1e-3)
+    assert set(fit["p_method"]) == {"t"} and set(fit["df_method"]) == {"satterthwaite"}
+    assert slopes.df_method == "satterthwaite" and slopes.df_note == ""
     assert set(fit["n"]) == {180} and set(fit["n_groups"]) == {18}
     assert slopes.converged and fit["converged"].all()
 
@@ -243,9 +258,9 @@ def test_mixed_maximum_likelihood_matches_lme4(sleepstudy: pd.DataFrame) -> None
     var = by_component(fit.variance)
     # R lme4 1.1-32: lmer(Reaction ~ Days + (1 | Subject), sleepstudy, REML = FALSE)
     # -> SE 9.506185 and 0.801735; Subject var 1296.870045; Residual var 954.527834.
-    # statsmodels stops the ML optimiser earlier than REML: SEs to 1e-4 relative.
-    assert se["Intercept"] == pytest.approx(9.506185, rel=1e-4)
-    assert se["Days"] == pytest.approx(0.801735, rel=1e-4)
+    # statsmodels stops its ML optimiser short; the refined fit gives the SEs to 1e-5.
+    assert se["Intercept"] == pytest.approx(9.506185, rel=1e-5)
+    assert se["Days"] == pytest.approx(0.801735, rel=1e-5)
     assert var["var(Intercept)"] == pytest.approx(1296.870045, rel=1e-3)
     assert var["var(Residual)"] == pytest.approx(954.527834, rel=1e-3)
 
@@ -260,8 +275,9 @@ def test_mixed_drops_rows_with_missing_values(sleepstudy: pd.DataFrame) -> None:
     assert set(gappy.coefficients["n"]) == {177}
 
 
-# y constant within each group: the random slope variance cannot be estimated, and no
-# optimiser of regression.MIXED_METHODS converges.
+# y constant within each group, two rows per group: random intercepts and slopes fit the
+# data exactly, so the likelihood keeps rising as the residual variance goes to zero and
+# has no maximum (an optimiser may still stop and report convergence).
 TINY = pd.DataFrame(
     {"y": [1.0, 1.0, 2.0, 2.0, 3.0, 3.0], "x": [0.0, 1.0, 0.0, 1.0, 0.0, 1.0], "g": list("aabbcc")}
 )
@@ -279,7 +295,11 @@ def test_mixed_falls_back_to_the_optimiser_that_converges() -> None:
     time = by_term(fit.coefficients).loc["Time"]
     assert fit.converged
     assert time["se"] == pytest.approx(0.0798, abs=5e-5)
-    assert time["df"] == 71.0
+    # 861 of the 72 x 12 weighings: nearly balanced, so Satterthwaite's df are close to
+    # G - 1 = 71 without being it (no published figure; checked for range only).
+    assert 70 < time["df"] < 72 and time["df"] != 71.0
+    between = regression.fit_mixed("Weight ~ Time", dietox, "Pig", re_formula="~Time", df="between")
+    assert set(between.coefficients["df"]) == {71.0}
 
 
 def test_mixed_non_convergence_is_reported() -> None:
@@ -288,6 +308,10 @@ def test_mixed_non_convergence_is_reported() -> None:
     assert not fit.coefficients["converged"].any()
     assert not fit.variance["converged"].any()
     assert any("converge" in message for message in fit.warnings)
+    assert any("no maximum" in message for message in fit.warnings)
+    # No Satterthwaite df without a maximum: G - 1, with the reason.
+    assert fit.df_method == "between" and set(fit.coefficients["df"]) == {2.0}
+    assert "Satterthwaite df not computable (the fit did not converge)" in fit.df_note
 
 
 def test_mixed_non_convergence_can_raise() -> None:
@@ -298,6 +322,210 @@ def test_mixed_non_convergence_can_raise() -> None:
 def test_mixed_rejects_unknown_groups(sleepstudy: pd.DataFrame) -> None:
     with pytest.raises(AnalysisError, match="groups column"):
         regression.mixed("Reaction ~ Days", sleepstudy, "Nope")
+
+
+def test_mixed_df_options(sleepstudy: pd.DataFrame) -> None:
+    between = regression.fit_mixed("Reaction ~ Days", sleepstudy, "Subject", df="between")
+    assert set(between.coefficients["df"]) == {17.0} and between.df_method == "between"
+    assert set(between.coefficients["df_method"]) == {"between"}
+    wald = regression.mixed("Reaction ~ Days", sleepstudy, "Subject", df="wald")
+    assert all(math.isinf(df) for df in wald["df"]) and set(wald["p_method"]) == {"wald_z"}
+    with pytest.raises(AnalysisError, match="df must be one of"):
+        regression.fit_mixed("Reaction ~ Days", sleepstudy, "Subject", df="kenward-roger")
+
+
+def test_mixed_random_intercept_df_are_satterthwaites_1946(sleepstudy: pd.DataFrame) -> None:
+    # An independent computation (no published figure): in this balanced design the REML
+    # estimates are the ANOVA ones and the df take Satterthwaite's (1946) classical form.
+    # Days varies within subjects only: its variance sigma^2 / (G Sxx) is estimated by
+    # the within-subject mean square on N - G - 1 = 161 df. The intercept (mean - 4.5 x
+    # slope) has variance MS_between / N + 4.5^2 MS_within / (G Sxx), a sum a + b of two
+    # independent mean squares on 17 and 161 df: nu = (a + b)^2 / (a^2 / 17 + b^2 / 161).
+    fit = by_term(regression.mixed("Reaction ~ Days", sleepstudy, "Subject"))
+    y = sleepstudy.pivot(index="Subject", columns="Days", values="Reaction").to_numpy()
+    g, n = y.shape
+    centred = np.arange(n) - (n - 1) / 2
+    sxx = float(centred @ centred)
+    means = y.mean(axis=1)
+    slope = float(((y - means[:, None]) @ centred).sum()) / (g * sxx)
+    within = float(((y - means[:, None] - slope * centred) ** 2).sum()) / (g * n - g - 1)
+    a = n * means.var(ddof=1) / (g * n)
+    b = ((n - 1) / 2) ** 2 * within / (g * sxx)
+    nu = (a + b) ** 2 / (a**2 / (g - 1) + b**2 / (g * n - g - 1))
+    assert fit.loc["Days", "estimate"] == pytest.approx(slope, rel=1e-12)
+    assert fit.loc["Intercept", "se"] ** 2 == pytest.approx(a + b, rel=1e-6)
+    assert fit.loc["Intercept", "df"] == pytest.approx(nu, rel=1e-6)
+    assert fit.loc["Days", "df"] == pytest.approx(g * n - g - 1, rel=1e-6)
+    assert 22 < nu < 23
+
+
+# lmerTest's potdata (inst/testdata/potdata.RData): biomass of 24 pots, 6 nutrient levels
+# in each of 4 chambers, two chambers at each CO2 level; a split plot with CO2 between
+# chambers. Values per chamber, nutrients 1..6.
+POTS = {
+    (350, 1): [13.3, 19.9, 24.5, 33.6, 38.9, 41.4],
+    (350, 4): [12.4, 20.5, 22.1, 29.4, 36.9, 42.3],
+    (675, 2): [15.8, 22.4, 26.9, 38.0, 44.8, 49.2],
+    (675, 3): [13.9, 21.0, 27.5, 35.9, 46.8, 49.0],
+}
+POTDATA = pd.DataFrame(
+    [
+        (co2, chamber, nutrient, value)
+        for (co2, chamber), values in POTS.items()
+        for nutrient, value in enumerate(values, start=1)
+    ],
+    columns=["CO2", "chamber", "nutrients", "biomass"],
+)
+
+
+def test_mixed_satterthwaite_matches_lmertest_on_a_split_plot() -> None:
+    fit = regression.fit_mixed("biomass ~ C(CO2) * C(nutrients)", POTDATA, "chamber")
+    co = by_term(fit.coefficients)
+    co2, nut2 = "C(CO2)[T.675]", "C(nutrients)[T.2]"
+    # R, lmerTest 3.2-0 (tests/zlmerTest_zeroDenom.Rout of its CRAN check, win-builder,
+    # 2026-01-13): summary(lmer(biomass ~ CO2*nutrients + (1|chamber), data=potdata))
+    # -> chamber variance 0.2437, residual 1.5797; (Intercept) 12.8500 (SE 0.9548, df
+    # 11.0163, p 3.49e-08); CO2675 2.0000 (1.3503, 11.0163, p 0.166595); nutrients2 7.3500
+    # (1.2568, 10.0000, p 0.000162); CO2675:nutrients2 -0.5000 (1.7775, 10.0000, p 0.784214);
+    # nutrients6 29.0000 (p 5.28e-10). Printed precision.
+    var = by_component(fit.variance)
+    assert var["var(Intercept)"] == pytest.approx(0.2437, abs=5e-5)
+    assert var["var(Residual)"] == pytest.approx(1.5797, abs=5e-5)
+    assert co.loc["Intercept", "se"] == pytest.approx(0.9548, abs=5e-5)
+    assert co.loc[co2, "se"] == pytest.approx(1.3503, abs=5e-5)
+    assert co.loc[nut2, "se"] == pytest.approx(1.2568, abs=5e-5)
+    assert co.loc[f"{co2}:{nut2}", "se"] == pytest.approx(1.7775, abs=5e-5)
+    assert co.loc["Intercept", "df"] == pytest.approx(11.0163, abs=5e-5)
+    assert co.loc[co2, "df"] == pytest.approx(11.0163, abs=5e-5)
+    within = [term for term in co.index if "nutrients" in term]
+    assert co.loc[within, "df"].to_numpy() == pytest.approx([10.0] * 10, abs=5e-5)
+    assert co.loc["Intercept", "p_val"] == pytest.approx(3.49e-08, abs=5e-11)
+    assert co.loc[co2, "p_val"] == pytest.approx(0.166595, abs=5e-7)
+    assert co.loc[nut2, "p_val"] == pytest.approx(0.000162, abs=5e-7)
+    assert co.loc[f"{co2}:{nut2}", "p_val"] == pytest.approx(0.784214, abs=5e-7)
+    assert co.loc["C(nutrients)[T.6]", "p_val"] == pytest.approx(5.28e-10, abs=5e-13)
+    # Same source, anova(lmerout) (type III), checked there to 1e-5: DenDF 2, 10, 10;
+    # p for CO2 0.0224955602 and for CO2:nutrients 0.020905569. The CO2 row tests the CO2
+    # difference averaged over the six nutrient levels (one contrast, on the two chambers
+    # per level less the two CO2 means: 2 df); CO2:nutrients the five interaction terms.
+    assert fit.fixed is not None
+    interactions = [term for term in co.index if ":" in term]
+    averaged = {co2: 1.0, **{term: 1 / 6 for term in interactions}}
+    main = fit.fixed.contrast(averaged).iloc[0]
+    assert main["df"] == pytest.approx(2.0, rel=1e-6)
+    assert main["p_val"] == pytest.approx(0.0224955602, rel=1e-5)
+    joint = fit.fixed.joint_test([{term: 1.0} for term in interactions])
+    assert (joint.num_df, joint.den_df) == (5, pytest.approx(10.0, rel=1e-6))
+    assert joint.p_val == pytest.approx(0.020905569, rel=1e-6)
+
+
+def _carrots_design() -> pd.DataFrame:
+    """lmerTest's carrots with R's model matrix of sens2*Frequency*Income under contr.SAS
+    (the last level is the reference), rows with a missing value dropped and, as lme4
+    does, each column dropped that is a linear combination of the columns before it."""
+    raw = pd.read_csv(DATA / "carrots.csv", comment="#").dropna().reset_index(drop=True)
+    sens2 = raw["sens2"].to_numpy(float)
+    freq = {f"Frequency{a}": (raw["Frequency"] == a).to_numpy(float) for a in (1, 2, 3, 4)}
+    income = {f"Income{b}": (raw["Income"] == b).to_numpy(float) for b in (1, 2, 3)}
+    both = {f"{f}:{i}": freq[f] * income[i] for i in income for f in freq}
+    columns = {"(Intercept)": np.ones(len(raw)), "sens2": sens2, **freq, **income}
+    columns |= {f"sens2:{name}": sens2 * value for name, value in (freq | income).items()}
+    columns |= both | {f"sens2:{name}": sens2 * value for name, value in both.items()}
+    kept: list[str] = []
+    for name in columns:
+        trial = np.column_stack([columns[c] for c in [*kept, name]])
+        if np.linalg.matrix_rank(trial, tol=1e-7 * np.linalg.norm(trial, 2)) == trial.shape[1]:
+            kept.append(name)
+    design = pd.DataFrame({f"x{i:02d}": columns[name] for i, name in enumerate(kept)})
+    design.attrs["names"] = kept
+    return design.assign(Preference=raw["Preference"], sens2=sens2, Consumer=raw["Consumer"])
+
+
+DATA = Path(__file__).parent / "data"
+
+# SAS PROC MIXED (DDFM=SATTERTHWAITE) p-values of the 28 estimable coefficients, in the
+# order of lme4's coefficients, as quoted by lmerTest's tests/test_compare_sas.R
+# (github.com/runehaubo/lmerTestR) for
+#   lmer(Preference ~ sens2*Frequency*Income + (1+sens2|Consumer), data=carrots,
+#        contrasts=list(Frequency="contr.SAS", Income="contr.SAS"))
+# The first (the intercept's, "< .0001") is not a number and is left out.
+CARROTS_SAS_P = [0.005061, 0.6865554, 0.342613, 0.129157, 0.088231, 0.846000, 0.354472,
+                 0.526318, 0.020646, 0.010188, 0.031242, 0.055356, 0.694689, 0.099382,
+                 0.28547, 0.977774, 0.855653, 0.427737, 0.321086, 0.417465, 0.204385,
+                 0.784437, 0.681434, 0.106180, 0.149122, 0.390870, 0.273686]  # fmt: skip
+
+
+def test_mixed_satterthwaite_matches_sas_on_unbalanced_random_slopes() -> None:
+    # 97 consumers with an income (1,161 ratings; three missing), 14 of the 20 frequency x
+    # income cells filled: an unbalanced design with a correlated random intercept and
+    # slope, whose df are not integers (82.85 to 83.63).
+    design = _carrots_design()
+    terms = [c for c in design.columns if c.startswith("x")]
+    assert len(terms) == 28 and design.attrs["names"][-1] == "sens2:Frequency1:Income3"
+    formula = "Preference ~ 0 + " + " + ".join(terms)
+    fit = regression.fit_mixed(formula, design, "Consumer", re_formula="~sens2")
+    co = fit.coefficients
+    assert fit.df_method == "satterthwaite" and fit.converged
+    assert co["df"].between(82.5, 84).all() and not np.allclose(co["df"], co["df"].round())
+    # The p-values agree to 1.3e-5 relative (SAS prints 4 to 7 digits); G - 1 = 96 df
+    # would be 0.3% to 3% off.
+    assert co["p_val"].iloc[1:].to_numpy() == pytest.approx(CARROTS_SAS_P, rel=2e-5)
+    between = 2 * sps.t.sf(co["statistic"].abs().iloc[1:], 96)
+    assert not np.allclose(between, CARROTS_SAS_P, rtol=2e-3)
+
+
+def test_mixed_contrasts_and_joint_tests(slopes: regression.MixedFit) -> None:
+    assert slopes.fixed is not None
+    days = by_term(slopes.coefficients).loc["Days"]
+    one = slopes.fixed.contrast({"Days": 1.0}, label="Days").iloc[0]
+    for column in ("estimate", "se", "df", "p_val", "ci_low", "ci_high"):
+        assert one[column] == pytest.approx(days[column], rel=1e-9)
+    assert one["n"] == 180 and one["df_method"] == "satterthwaite"
+    assert slopes.fixed.contrast([0.0, 1.0]).iloc[0]["estimate"] == one["estimate"]
+    # A single row is the t test squared.
+    joint = slopes.fixed.joint_test([{"Days": 1.0}])
+    assert joint.f_value == pytest.approx(days["statistic"] ** 2)
+    assert (joint.num_df, joint.den_df) == (1, pytest.approx(days["df"]))
+    assert joint.p_val == pytest.approx(days["p_val"], rel=1e-9)
+    both = slopes.fixed.joint_test([[1.0, 0.0], [0.0, 1.0]])
+    assert both.num_df == 2 and 16 < both.den_df < 18 and both.p_val < 1e-10
+    with pytest.raises(AnalysisError, match="unknown terms"):
+        slopes.fixed.contrast({"Nope": 1.0})
+    with pytest.raises(AnalysisError, match="needs 2 weights"):
+        slopes.fixed.contrast([1.0])
+    with pytest.raises(AnalysisError, match="linearly dependent"):
+        slopes.fixed.joint_test([{"Days": 1.0}, {"Days": 2.0}])
+
+
+def test_mixed_boundary_fit_is_refined_to_one_maximum() -> None:
+    # No published figure: an internal check. Random slopes whose correlation with the
+    # intercepts goes to -1 at the maximum; statsmodels' five optimisers stop at five
+    # places short of it (REML log-likelihood -264.82 to -264.22; lbfgs reports
+    # convergence at -264.27), where Satterthwaite's df for x would be 12 to 21. Refined,
+    # every start gives the same maximum and the same df (20.36).
+    import statsmodels.formula.api as smf
+
+    rng = np.random.default_rng(2)
+    rows = [
+        (group, x, intercept + 0.3 * x + rng.normal())
+        for group, intercept in enumerate(rng.normal(size=10))
+        for x in np.repeat([0.0, 0.5, 1.0], 6)
+    ]
+    data = pd.DataFrame(rows, columns=["g", "x", "y"])
+    model = smf.mixedlm("y ~ x", data, groups="g", re_formula="~x")
+    found = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for method in ("lbfgs", "nm", "powell"):
+            est, _ = regression._estimates(model.fit(reml=True, method=method), True, True)
+            fixed, note = regression._fixed_effects(est, 10, "satterthwaite")
+            found.append([fixed.df(row) for row in np.eye(2)] + [float(est.scale)])
+    assert note == ""
+    for other in found[1:]:
+        assert other == pytest.approx(found[0], rel=1e-5)
+    fit = regression.fit_mixed("y ~ x", data, "g", re_formula="~x")
+    assert by_component(fit.variance)["cor(Intercept,x)"] == pytest.approx(-1.0, abs=1e-6)
+    assert fit.coefficients["df"].to_numpy() == pytest.approx(found[0][:2], rel=1e-5)
 
 
 # Admissions example from the tidystats fixtures (prep_glm.R).

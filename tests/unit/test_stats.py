@@ -276,6 +276,82 @@ def test_sign_test_across_languages() -> None:
     assert row["alternative"] == "greater"
 
 
+def test_midp_binomial_test_matches_fagerland() -> None:
+    # Fagerland, Lydersen & Laake (2017), "Statistical Analysis of Contingency Tables",
+    # ch. 2, Ligarden et al. (2010) data, 13 of 16: R contingencytables 2.x,
+    # MidP_binomial_test_1x2(X = 13, n = 16, pi0 = .5) -> "P = 0.01273";
+    # Exact_binomial_test_1x2(X = 13, n = 16, pi0 = 0.5) -> "P = 0.02127";
+    # ClopperPearson_midP_CI_1x2(X = 13, n = 16) -> "95% CI 0.5699 to 0.9500"
+    # (the package's tests/testthat/test-ch2.R).
+    row = stats.sign_test(13, 16, alternative="two-sided", method="midp").iloc[0]
+    assert row["p_val"] == pytest.approx(0.01273, abs=5e-6)
+    assert (row["ci_low"], row["ci_high"]) == (
+        pytest.approx(0.5699, abs=5e-5),
+        pytest.approx(0.9500, abs=5e-5),
+    )
+    assert row["method"] == "midp_binomial"
+    exact = stats.sign_test(13, 16, alternative="two-sided").iloc[0]
+    assert exact["p_val"] == pytest.approx(0.02127, abs=5e-6)
+    # one-sided: half the two-sided value of this symmetric null, P(X > 13) + P(X = 13) / 2
+    greater = stats.sign_test(13, 16, method="midp").iloc[0]
+    assert greater["p_val"] == pytest.approx(0.01273 / 2, abs=3e-6)
+    assert greater["p_val"] == pytest.approx((137 + 560 / 2) / 2**16, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "low", "high", "tol"),
+    [
+        # R stests: ci_p_mid_p(x = c(5, 10, 15), n = c(20, 30, 40)) -> 0.09786008 0.47022380,
+        # 0.1833232 0.5141852, 0.2361295 0.5313959 (its documented example; 5/20 is Berry &
+        # Armitage 1995, p. 420: 0.098 to 0.470)
+        (5, 20, 0.09786008, 0.47022380, 5e-9),
+        (10, 30, 0.1833232, 0.5141852, 5e-8),
+        (15, 40, 0.2361295, 0.5313959, 5e-8),
+        # Newcombe (1998), Stat Med 17, p. 861, Table I, mid-p column, as R coin's
+        # tests/regtest_midpvalue.R checks them: coin:::confint_binom(81, 263, level = 0.95,
+        # method = "mid-p") -> 0.2544 0.3658, and (15, 148), (0, 20), (1, 29)
+        (81, 263, 0.2544, 0.3658, 5e-5),
+        (15, 148, 0.0601, 0.1581, 5e-5),
+        (0, 20, 0.0, 0.1391, 5e-5),
+        (1, 29, 0.0017, 0.1585, 5e-5),
+        # Agresti & Gottard (2001, p. 369), in the same coin test: 4 of 10 -> 0.142 0.709
+        (4, 10, 0.142, 0.709, 5e-4),
+    ],
+)
+def test_midp_interval_matches_published(
+    k: int, n: int, low: float, high: float, tol: float
+) -> None:
+    got = stats.midp_interval(k, n, 0.95)
+    assert got == (pytest.approx(low, abs=tol), pytest.approx(high, abs=tol))
+
+
+def test_midp_one_sided_interval_and_rejection_regions() -> None:
+    # one-sided bounds leave all of 1 - ci on their side: the "greater" lower bound at 95%
+    # is the two-sided 90% lower bound
+    row = stats.sign_test(5, 20, method="midp", ci=0.95).iloc[0]
+    assert row["ci_low"] == pytest.approx(stats.midp_interval(5, 20, 0.90)[0], rel=1e-9)
+    assert row["ci_high"] == 1.0
+    less = stats.sign_test(5, 20, alternative="less", method="midp").iloc[0]
+    assert less["ci_low"] == 0.0
+    # 16 languages, p_null 0.025: the exact test rejects from 3 counted, P(X >= 3) = 0.0069;
+    # the mid-p test from 2, P(X >= 2) = 0.0595 (R: 1 - pbinom(1, 16, 0.025))
+    exact = [stats.sign_test(k, 16, p=0.025).iloc[0]["p_val"] < 0.05 for k in range(5)]
+    midp = [
+        stats.sign_test(k, 16, p=0.025, method="midp").iloc[0]["p_val"] < 0.05 for k in range(5)
+    ]
+    assert exact == [False, False, False, True, True]
+    assert midp == [False, False, True, True, True]
+    # the sign test (p_null 0.5) rejects from 12 of 16 either way
+    for method in ("exact", "midp"):
+        got = [stats.sign_test(k, 16, method=method).iloc[0]["p_val"] < 0.05 for k in (11, 12)]
+        assert got == [False, True]
+
+
+def test_sign_test_rejects_unknown_method() -> None:
+    with pytest.raises(AnalysisError, match="method"):
+        stats.sign_test(3, 4, method="blaker")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(("k", "n"), [(5, 4), (-1, 4), (1, 0), (1.5, 4)])
 def test_sign_test_rejects_bad_counts(k: float, n: int) -> None:
     with pytest.raises(AnalysisError):

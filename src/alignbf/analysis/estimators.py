@@ -4,7 +4,8 @@
 
 * ``g_contrast``: Hedges' g of ``outcome`` at ``factor == high`` minus ``factor == low``.
 * ``slope``: one OLS coefficient.
-* ``mixed_term``: one fixed effect of a linear mixed model (t with G - 1 df).
+* ``mixed_term``: one fixed effect of a linear mixed model, t test with Satterthwaite's
+  df (``df: between``: G - 1 for G groups).
 * ``interaction``: joint F test of a model against its ``null_formula``; the estimate is
   the SD of the per-group slopes of ``factor``, or (``summary: rest_minus_reference``)
   the mean slope of the other groups minus the reference group's, with its CI.
@@ -12,7 +13,7 @@
 ``per`` (mixed_term, interaction) rescales a coefficient, its SE and CI to "per ``per``
 units of the predictor"; test statistics and p-values do not change.
 * ``count_languages``: groups whose effect is positive (or significantly positive),
-  with an exact binomial test against ``p_null``.
+  with a binomial test against ``p_null``: exact, or mid-p (``test: midp``).
 * ``correlation``: Pearson r of the per-group effects with a group attribute.
 * ``mean_vs``: one-sample t test of the mean of ``outcome`` against ``value``.
 * ``ratio``: (sum numerator / sum denominator at ``high``) over the same at ``low``,
@@ -135,19 +136,25 @@ def slope(spec: Slope, data: pd.DataFrame, outcome: str, ci: float) -> Estimate:
 
 
 def mixed_term(spec: MixedTerm, data: pd.DataFrame, outcome: str, ci: float) -> Estimate:
-    """One fixed effect of a linear mixed model, t test with G - 1 df.
+    """One fixed effect of a linear mixed model, t test with Satterthwaite's df (or, with
+    ``df: between`` or when Satterthwaite's cannot be computed, G - 1).
 
     Raises:
         AnalysisError: no optimiser converged (the verdict is then inconclusive).
     """
     rows, dropped = finite(data, outcome)
-    fit = regression.fit_mixed(spec.formula, rows, spec.groups, spec.re_formula, ci=ci)
+    fit = regression.fit_mixed(spec.formula, rows, spec.groups, spec.re_formula, ci=ci, df=spec.df)
     if not fit.converged:
         detail = "; ".join(fit.warnings) or "no detail"
         raise AnalysisError(f"the mixed model did not converge with any optimiser ({detail})")
     row = _term(fit.coefficients, spec.term)
     groups = int(row["n_groups"].iloc[0])
-    note = f"mixed model, {groups} groups of {spec.groups}, t({groups - 1}){_dropped(dropped)}"
+    dof = float(row["df"].iloc[0])
+    if fit.df_method == "satterthwaite":
+        test = f"Satterthwaite t({dof:.2f})"
+    else:
+        test = f"t({dof:g}) with G - 1 df" + (f"; {fit.df_note}" if fit.df_note else "")
+    note = f"mixed model, {groups} groups of {spec.groups}, {test}{_dropped(dropped)}"
     return _per(Estimate.from_frame(row, note=note), spec.per, spec.term)
 
 
@@ -206,15 +213,22 @@ def _effects_or_fail(
 
 
 def count_languages(spec: CountLanguages, data: pd.DataFrame, outcome: str, ci: float) -> Estimate:
-    """Groups with a positive (or significantly positive) effect, exact binomial test."""
+    """Groups with a positive (or significantly positive) effect, binomial test against
+    ``p_null`` (``spec.test``: exact, or mid-p)."""
     effects, skipped = _effects_or_fail(data, outcome, spec, ci, minimum=1)
     counted = effects["estimate"] > 0
     if spec.criterion == "significant_positive":
         counted &= effects["p_val"] < spec.alpha_each
     k, n = int(counted.sum()), len(effects)
-    test = stats.sign_test(k, n, p=spec.p_null, alternative=spec.alternative, ci=ci)
+    test = stats.sign_test(
+        k, n, p=spec.p_null, alternative=spec.alternative, ci=ci, method=spec.test
+    )
     names = ", ".join(map(str, effects.loc[counted, spec.by])) or "none"
-    note = f"{k}/{n} {spec.by} {spec.criterion.replace('_', ' ')} ({names}){skipped}"
+    kind = "mid-p" if spec.test == "midp" else "exact"
+    note = (
+        f"{k}/{n} {spec.by} {spec.criterion.replace('_', ' ')} ({names}); {kind} binomial "
+        f"test against {spec.p_null:g}{skipped}"
+    )
     return Estimate.from_frame(test, null=spec.p_null, note=note)
 
 

@@ -79,6 +79,10 @@ class MixedTerm(_Strict):
     per: float = Field(1.0, gt=0)
     """Report the coefficient per this many units of the term (0.01 = per percentage point
     of a 0..1 ratio), so it reads on the scale of the original report."""
+    df: Literal["satterthwaite", "between"] = "satterthwaite"
+    """Degrees of freedom of the t test: ``satterthwaite`` (as R's lmerTest; G - 1, with the
+    reason in the note, when they cannot be computed) or ``between`` (G - 1 for G groups,
+    the df of a between-group comparison)."""
 
 
 class Interaction(_Strict):
@@ -119,9 +123,13 @@ class CountLanguages(PerGroup):
     alpha_each: float = Field(0.05, gt=0, lt=1)
     """Per-group significance level (criterion ``significant_positive``)."""
     p_null: float = Field(0.5, gt=0, lt=1)
-    """Chance of a group counting under the null hypothesis (exact binomial test)."""
+    """Chance of a group counting under the null hypothesis (the binomial test's p)."""
     alternative: Literal["greater", "two-sided", "less"] = "greater"
     """Alternative of the binomial test."""
+    test: Literal["exact", "midp"] = "exact"
+    """The binomial test: ``exact`` (never rejects more often than alpha; with 16 groups and
+    a small ``p_null`` far less often) or ``midp`` (Lancaster's mid-p: the observed count's
+    probability counted half, a rejection rate near alpha on average that may exceed it)."""
 
 
 class Correlation(PerGroup):
