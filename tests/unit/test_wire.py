@@ -17,7 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 
+from alignbf.config.endpoints import Endpoint
+from alignbf.transport.network import Proxy, parse_proxy
+from alignbf.transport.routes import Route, make_route
 from alignbf.transport.wire import Lane
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -288,6 +292,32 @@ def test_one_request_at_a_time() -> None:
     asyncio.run(main())
 
 
+def test_a_route_gives_each_request_in_flight_its_own_lane() -> None:
+    async def slow(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while await read_request(r) is not None:
+            await asyncio.sleep(0.2)
+            w.write(ok(b"{}"))
+            await w.drain()
+
+    async def main() -> tuple[int, int, int]:
+        served = Served(slow)
+        async with served as url:
+            endpoint = Endpoint(base_url=url + "/v1", model="m", serves="m", max_connections=4)
+            route = make_route("e", endpoint, None, "e:m")
+            started = asyncio.get_running_loop().time()
+            async with asyncio.TaskGroup() as tg:
+                for _ in range(3):
+                    tg.create_task(route.post(b"{}", 1024))
+            elapsed = asyncio.get_running_loop().time() - started
+            assert elapsed < 0.5  # side by side, not one after another
+            assert (await route.post(b"{}", 1024))[0] == 200  # an idle lane is reused
+            lanes = len(route.lanes)
+            await route.aclose()
+        return served.connections, lanes, len(route.idle)
+
+    assert asyncio.run(main()) == (3, 3, 0)
+
+
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for ``localhost`` (made with the openssl command)."""
@@ -322,5 +352,171 @@ def test_tls_with_the_right_ca_works_and_an_unknown_ca_is_refused(
             with pytest.raises(httpx.ConnectError, match="certificate"):
                 await post(Lane(ssl.create_default_context()), url)
         assert served.connections == 1  # a refused handshake never reaches the handler
+
+    asyncio.run(main())
+
+
+# Certificates and proxies, as the environment names them.
+
+
+@pytest.fixture(scope="module")
+def test_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def tls_server_side(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    return context
+
+
+def https_route(url: str) -> Route:
+    endpoint = Endpoint(base_url=url + "/v1", model="m", serves="m", max_connections=1)
+    return make_route("e", endpoint, None, "e:m")
+
+
+def test_ssl_cert_file_names_the_ca_that_https_endpoints_are_checked_against(
+    test_ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    test_ca.cert_pem.write_to_path(str(ca_file))
+
+    async def main() -> None:
+        async with Served(echo_keepalive, tls=tls_server_side(test_ca)) as url:
+            monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+            untrusting = https_route(url)  # certifi's bundle: the test CA is not in it
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusting.post(b"1", 1024)
+            monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+            trusting = https_route(url)
+            assert (await trusting.post(b"1", 1024))[2] == b'{"echo": 1}'
+            for route in (untrusting, trusting):
+                await route.aclose()
+
+    asyncio.run(main())
+
+
+def test_ssl_cert_dir_of_hashed_certificates(
+    test_ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("SSL_CERT_DIR TEST SKIPPED: the openssl command (openssl rehash) is missing")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    test_ca.cert_pem.write_to_path(str(certs / "lab-ca.pem"))
+    subprocess.run(["openssl", "rehash", str(certs)], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_DIR", str(certs))
+
+    async def main() -> bytes:
+        async with Served(echo_keepalive, tls=tls_server_side(test_ca)) as url:
+            route = https_route(url)
+            try:
+                return (await route.post(b"2", 1024))[2]
+            finally:
+                await route.aclose()
+
+    assert asyncio.run(main()) == b'{"echo": 2}'
+
+
+def proxy_at(url: str, credentials: str = "alice:pw") -> Proxy:
+    return parse_proxy("HTTPS_PROXY", url.replace("http://", f"http://{credentials}@"))
+
+
+def test_http_requests_go_to_the_proxy_in_absolute_form_with_its_credentials() -> None:
+    heads: list[bytes] = []
+
+    async def forwarding_proxy(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while not r.at_eof():
+            head = await r.readuntil(b"\r\n\r\n")
+            heads.append(head)
+            fields = dict(line.lower().split(b": ", 1) for line in head.split(b"\r\n")[1:-2])
+            body = await r.readexactly(int(fields[b"content-length"]))
+            w.write(ok(b'{"echo": ' + body + b"}"))
+            await w.drain()
+
+    async def main() -> list[tuple[int, bytes]]:
+        served = Served(forwarding_proxy)
+        async with served as url:
+            lane = Lane(proxy=proxy_at(url))
+            out = [await post(lane, "http://origin.example:8000", b"%d" % i) for i in range(2)]
+            await lane.aclose()
+        assert served.connections == 1  # kept alive to the proxy
+        return out
+
+    assert asyncio.run(main()) == [(200, b'{"echo": 0}'), (200, b'{"echo": 1}')]
+    for head in heads:
+        lines = head.lower().split(b"\r\n")
+        assert lines[0] == b"post http://origin.example:8000/v1/chat/completions http/1.1"
+        assert b"host: origin.example:8000" in lines
+        assert b"proxy-authorization: basic ywxpy2u6chc=" in lines  # alice:pw
+
+
+async def tunnel_to(target: str, seen: list[bytes]) -> Handler:
+    """A proxy that answers CONNECT with 200 and relays bytes to ``target`` (host:port)."""
+    host, port = target.rsplit(":", 1)
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        seen.append(await r.readuntil(b"\r\n\r\n"))
+        up_r, up_w = await asyncio.open_connection(host, int(port))
+        w.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(pipe(r, up_w))
+            tg.create_task(pipe(up_r, w))
+
+    return handler
+
+
+def test_https_goes_through_a_connect_tunnel_with_tls_to_the_endpoint(
+    test_ca: trustme.CA,
+) -> None:
+    seen: list[bytes] = []
+    trusting = ssl.create_default_context()
+    test_ca.configure_trust(trusting)
+
+    async def main() -> tuple[int, bytes]:
+        async with Served(echo_keepalive, tls=tls_server_side(test_ca)) as origin:
+            target = origin.removeprefix("https://")
+            async with Served(await tunnel_to(target, seen)) as proxy:
+                lane = Lane(trusting, proxy_at(proxy))
+                try:
+                    return await post(lane, origin, b"7")
+                finally:
+                    await lane.aclose()
+
+    assert asyncio.run(main()) == (200, b'{"echo": 7}')
+    lines = seen[0].split(b"\r\n")
+    assert lines[0].startswith(b"CONNECT localhost:") and lines[0].endswith(b" HTTP/1.1")
+    assert b"Proxy-Authorization: Basic YWxpY2U6cHc=" in lines
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "match"),
+    [
+        (b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n",
+         httpx.ProxyError, "CONNECT localhost:443 with 407 Proxy Authentication Required"),
+        (b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n",
+         httpx.ConnectError, "with 502 Bad Gateway"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", httpx.ProxyError, "did not open a tunnel"),
+    ],
+    ids=["407", "502", "not-http"],
+)  # fmt: skip
+def test_a_tunnel_the_proxy_refuses(answer: bytes, error: type[Exception], match: str) -> None:
+    async def refusing(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readuntil(b"\r\n\r\n")
+        w.write(answer)
+        await w.drain()
+
+    async def main() -> None:
+        async with Served(refusing) as proxy:
+            lane = Lane(ssl.create_default_context(), proxy_at(proxy))
+            with pytest.raises(error, match=match):
+                await post(lane, "https://localhost")
 
     asyncio.run(main())

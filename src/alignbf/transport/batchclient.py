@@ -3,7 +3,8 @@
 ``POST {base_url}/files`` (multipart, ``purpose=batch``), ``POST {base_url}/batches``,
 ``GET {base_url}/batches/{id}``, ``GET {base_url}/batches`` (listed to find a job whose
 creation was not acknowledged) and ``GET {base_url}/files/{id}/content``. Every call has
-explicit timeouts, follows no redirect and goes through the retry policy of ``retry.py``.
+explicit timeouts, follows no redirect, goes through the route's proxy with its
+certificates (``Route.client_options``) and through the retry policy of ``retry.py``.
 Creating a job is the one call that costs money, so it is never simply sent again:
 after a failed attempt the job list is searched for the input file first.
 """
@@ -41,8 +42,8 @@ class BatchAPI:
             timeout=httpx.Timeout(connect=CONNECT_TIMEOUT_S, read=read, write=read, pool=read),
             limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
             follow_redirects=False,
-            trust_env=False,
             transport=route.transport,
+            **route.client_options(),
         )
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> bytes:

@@ -2,12 +2,15 @@
 
 ``check_route`` sends one ``GET {base_url}/models`` with a short timeout. It
 turns the usual set-up mistakes into one line each: a host that cannot be
-reached, a base URL without ``/v1`` (an HTML 404), a rejected key, a redirect.
-Anything else it lets through: some servers do not implement ``/models``.
+reached, a base URL without ``/v1`` (an HTML 404), a rejected key, a redirect, a
+certificate the client does not trust, a proxy that refuses or cannot reach the
+endpoint. Anything else it lets through: some servers do not implement ``/models``.
+Every check goes through the route's proxy with its certificates, as the run does.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import TYPE_CHECKING
 
@@ -37,8 +40,9 @@ def _get_models(route: Route) -> tuple[int, httpx.Headers, bytes]:
     if route.key is not None:
         headers["Authorization"] = f"Bearer {route.key.get_secret_value()}"
     url = route.endpoint.base_url + "/models"
+    options = route.client_options()
     with (
-        httpx.Client(timeout=PREFLIGHT_TIMEOUT_S, follow_redirects=False, trust_env=False) as c,
+        httpx.Client(timeout=PREFLIGHT_TIMEOUT_S, follow_redirects=False, **options) as c,
         c.stream("GET", url, headers=headers) as response,
     ):
         body = b""
@@ -49,22 +53,63 @@ def _get_models(route: Route) -> tuple[int, httpx.Headers, bytes]:
         return response.status_code, response.headers, body
 
 
+def _loopback_hint(route: Route) -> str:
+    """Advice for a loopback endpoint sent through a proxy, which rarely can reach it."""
+    host = httpx.URL(route.endpoint.base_url).host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if route.proxy is None or not loopback:
+        return ""
+    return f"; a local server is reached directly only when NO_PROXY lists it (NO_PROXY={host})"
+
+
+def unreachable(route: Route, exc: httpx.HTTPError) -> EndpointError:
+    """The one line for a request to ``route`` that got no HTTP answer."""
+    base = redact_url(route.endpoint.base_url)
+    if isinstance(exc, httpx.TimeoutException):
+        reason = f"no answer in {PREFLIGHT_TIMEOUT_S:.0f}s"
+    else:
+        reason = redact_urls(scrub(str(exc) or type(exc).__name__))
+    if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate verify failed" in reason:
+        return EndpointError(
+            f"{route.where}: the TLS certificate of {base}{route.via} is not trusted "
+            f"({reason}); set SSL_CERT_FILE (or SSL_CERT_DIR) to the CA that issued it"
+        )
+    if route.proxy is not None and isinstance(exc, httpx.ProxyError) and "407" in reason:
+        return _credentials_wanted(route)
+    hint = _loopback_hint(route)
+    return EndpointError(f"{route.where}: cannot reach {base}{route.via} ({reason}){hint}")
+
+
+def _credentials_wanted(route: Route) -> EndpointError:
+    assert route.proxy is not None
+    return EndpointError(
+        f"{route.where}: the {route.proxy} asks for credentials (HTTP 407); "
+        f"give them in {route.proxy.variable} as http://USER:PASSWORD@HOST:PORT"
+    )
+
+
 def check_route(route: Route) -> None:
     """Raise one ``EndpointError`` line when ``route`` is plainly unusable.
 
     Raises:
-        EndpointError: unreachable host, not OpenAI-compatible, auth rejected, redirect.
+        EndpointError: unreachable host, not OpenAI-compatible, auth rejected, redirect,
+            untrusted certificate, a proxy that refuses or cannot reach the endpoint.
     """
     base = redact_url(route.endpoint.base_url)
     try:
         status, headers, body = _get_models(route)
-    except httpx.TimeoutException:
-        raise EndpointError(
-            f"{route.where}: cannot reach {base} (no answer in {PREFLIGHT_TIMEOUT_S:.0f}s)"
-        ) from None
     except httpx.HTTPError as exc:
-        reason = redact_urls(scrub(str(exc) or type(exc).__name__))
-        raise EndpointError(f"{route.where}: cannot reach {base} ({reason})") from None
+        raise unreachable(route, exc) from None
+    if route.proxy is not None and status == 407:
+        raise _credentials_wanted(route)
+    if route.proxy is not None and status in (502, 504) and not _is_json(body):
+        raise EndpointError(
+            f"{route.where}: the {route.proxy} could not reach {base} "
+            f"(HTTP {status}){_loopback_hint(route)}"
+        )
     if 300 <= status < 400 or status in (401, 403):
         raise route.classify(status, headers, body, cap_s=0.0)
     if status in (200, 404) and not _is_json(body):
@@ -102,7 +147,8 @@ def _post_probe(route: Route, body: dict[str, object]) -> tuple[int, httpx.Heade
     if route.key is not None:
         headers["Authorization"] = f"Bearer {route.key.get_secret_value()}"
     timeout = httpx.Timeout(PREFLIGHT_TIMEOUT_S, read=max(route.read_timeout_s, 1.0))
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    options = route.client_options()
+    with httpx.Client(timeout=timeout, follow_redirects=False, **options) as client:
         response = client.post(
             route.endpoint.base_url + "/chat/completions", json=body, headers=headers
         )
@@ -168,16 +214,14 @@ def check_batch_api(route: Route) -> None:
     headers = {"Accept": "application/json"}
     if route.key is not None:
         headers["Authorization"] = f"Bearer {route.key.get_secret_value()}"
+    options = route.client_options()
     try:
-        with httpx.Client(
-            timeout=PREFLIGHT_TIMEOUT_S, follow_redirects=False, trust_env=False
-        ) as client:
+        with httpx.Client(timeout=PREFLIGHT_TIMEOUT_S, follow_redirects=False, **options) as client:
             response = client.get(
                 route.endpoint.base_url + "/batches", params={"limit": 1}, headers=headers
             )
     except httpx.HTTPError as exc:
-        reason = redact_urls(scrub(str(exc) or type(exc).__name__))
-        raise EndpointError(f"{route.where}: cannot reach {base} ({reason})") from None
+        raise unreachable(route, exc) from None
     status, body = response.status_code, response.content[:_PEEK_BYTES]
     if 300 <= status < 400 or status in (401, 403):
         raise route.classify(status, response.headers, body, cap_s=0.0)

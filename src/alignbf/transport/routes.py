@@ -2,10 +2,13 @@
 
 A route's connections are *lanes*: up to ``max_connections`` ``wire.Lane``
 transports of one keep-alive HTTP/1.1 connection each, reused last-in first-out,
-with explicit ``httpx.Timeout`` values on every request. Requests go to the lane
-directly: no redirects are followed (a 3xx is a configuration error, so
-Authorization never travels to another origin), no cookies are kept, no
-compression is asked for, and the response is read incrementally up to a byte cap.
+with explicit ``httpx.Timeout`` values on every request. The route's proxy and TLS
+trust come from the environment when it is made (``network.proxy_for``,
+``network.trust``) and serve its pre-flight and batch requests too
+(``client_options``). Requests go to the lane directly: no redirects are followed
+(a 3xx is a configuration error, so Authorization never travels to another origin),
+no cookies are kept, no compression is asked for, and the response is read
+incrementally up to a byte cap.
 Tests may give a route a fixed ``httpx`` transport (``httpx.MockTransport``) instead.
 """
 
@@ -16,6 +19,7 @@ import os
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -24,6 +28,7 @@ from alignbf.config.endpoints import Endpoint
 from alignbf.config.urls import redact_url
 from alignbf.errors import EndpointError
 from alignbf.testing import crashpoints
+from alignbf.transport.network import Proxy, plain_context, proxy_for, trust
 from alignbf.transport.ratelimit import EndpointLimiter
 from alignbf.transport.retry import RetryableError, classify, env_number
 from alignbf.transport.wire import Lane
@@ -98,13 +103,34 @@ class Route:
     """The read timeout that tells a stall from a slow answer (off unless set)."""
     lanes: list[httpx.AsyncBaseTransport] = field(default_factory=list)
     idle: list[httpx.AsyncBaseTransport] = field(default_factory=list)
-    _tls: ssl.SSLContext | None = None
+    proxy: Proxy | None = None
+    """The proxy the environment names for this endpoint (None: direct)."""
+    tls: ssl.SSLContext | None = None
+    """What verifies the server's certificate (``network.trust``; set by ``make_route``)."""
     _template: tuple[httpx.URL, httpx.Headers, dict[str, float | None]] | None = None
 
     @property
     def where(self) -> str:
         """``endpoint NAME (BASE_URL)``, the subject of every message about this endpoint."""
         return f"endpoint {self.name} ({redact_url(self.endpoint.base_url)})"
+
+    @property
+    def via(self) -> str:
+        """`` through proxy URL (from VARIABLE)`` for messages, or "" when direct."""
+        return f" through {self.proxy}" if self.proxy else ""
+
+    def _trust(self) -> ssl.SSLContext:
+        if self.tls is None:
+            self.tls = trust()
+        return self.tls
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments of an ``httpx`` client for this route's other requests
+        (pre-flight, batch API): the same proxy and certificates as its lanes."""
+        if self.transport is not None:
+            return {"trust_env": False}
+        proxy = self.proxy.for_httpx() if self.proxy else None
+        return {"trust_env": False, "verify": self._trust(), "proxy": proxy}
 
     @property
     def attempt_deadline_s(self) -> float:
@@ -128,9 +154,7 @@ class Route:
             return self.idle.pop()
         if self.transport is not None:
             return self.transport
-        if self._tls is None and self.endpoint.base_url.startswith("https:"):
-            self._tls = httpx.create_ssl_context(trust_env=False)
-        lane = Lane(self._tls)
+        lane = Lane(self._trust(), self.proxy)
         self.lanes.append(lane)
         return lane
 
@@ -201,7 +225,13 @@ def make_route(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Route:
     """A route with the endpoint's limits; ``ALIGNBF_HTTP_TIMEOUT_S`` caps the read timeout
-    and ``ALIGNBF_STALL_FACTOR`` sets the stall bound's factor (default ``STALL_FACTOR``)."""
+    and ``ALIGNBF_STALL_FACTOR`` sets the stall bound's factor (default ``STALL_FACTOR``).
+    The proxy and certificates are read from the environment here (``network.py``).
+
+    Raises:
+        ConfigError: a proxy variable, ``NO_PROXY``, ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``
+            is malformed.
+    """
     read = endpoint.timeout_s
     if os.environ.get("ALIGNBF_HTTP_TIMEOUT_S"):
         read = min(read, env_number("ALIGNBF_HTTP_TIMEOUT_S", float) or read)
@@ -214,4 +244,6 @@ def make_route(
     route = Route(name, endpoint, key, endpoint_id, read, limiter, transport)
     route.cache_key = endpoint.sends_prompt_cache_key
     route.stall = StallBound(factor)
+    route.proxy = proxy_for(endpoint.base_url)
+    route.tls = trust() if endpoint.base_url.startswith("https:") else plain_context()
     return route
