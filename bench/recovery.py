@@ -44,11 +44,12 @@ def _pool(world: str, directory: Path):  # type: ignore[no-untyped-def]
     from alignbf.analysis.validity import _messages, _oracle_scores, label_sentences
     from alignbf.config import assets
     from alignbf.config.study import load_study
+    from alignbf.config.yamlfile import load_yaml
     from alignbf.scoring.scores import score_run
     from alignbf.store.store import Store
 
     config = assets.find_config("study2")
-    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data = load_yaml(config)
     data["factors"]["alignment_ratios"] = [0.0, 1.0]
     data.update(replicates=POOL, budget={}, prereg=None)
     directory.mkdir(parents=True, exist_ok=True)

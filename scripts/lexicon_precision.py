@@ -12,8 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import yaml
-
+from alignbf.config.yamlfile import load_yaml
 from alignbf.scoring.lexicon import CATEGORIES, LANGUAGES, load_lexicon
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "tests" / "unit" / "lexicon_cases"
@@ -22,7 +21,7 @@ CASES_DIR = Path(__file__).resolve().parents[1] / "tests" / "unit" / "lexicon_ca
 def confusion(language: str, cases_dir: Path) -> dict[str, tuple[int, int, int]]:
     """(true positives, false positives, false negatives) per category for one language."""
     lexicon = load_lexicon(language)
-    data = yaml.safe_load((cases_dir / f"{language}.yaml").read_text(encoding="utf-8"))
+    data = load_yaml(cases_dir / f"{language}.yaml")
     table = dict.fromkeys(CATEGORIES, (0, 0, 0))
     for case in data["cases"]:
         counts = lexicon.count(case["text"]).counts

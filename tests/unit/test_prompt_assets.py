@@ -2,7 +2,9 @@
 
 English (en.yaml) is the source text; the other 15 languages are translations that must keep
 the same structure: the same keys, 10 personas, 15 scripted events, the literal ASCII reply
-tags and JSON keys, and exactly the same placeholders per key as English.
+tags and JSON keys, and exactly the same placeholders per key as English. The loader
+(``alignbf.config.prompts``) enforces the same structure at run time; the second half of
+this module feeds it broken files and expects one line naming file, entry and problem.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from alignbf.config.prompts import load_prompt_file
 from alignbf.config.study import load_languages
+from alignbf.config.yamlfile import parse_yaml
+from alignbf.errors import ConfigError
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "data" / "prompts"
 
@@ -73,8 +77,7 @@ def _raw(lang: str) -> str:
 
 @cache
 def _load(lang: str) -> dict[str, Any]:
-    data = yaml.safe_load(_raw(lang))
-    assert isinstance(data, dict), f"{lang}.yaml does not hold a mapping"
+    data: dict[str, Any] = parse_yaml(_raw(lang), PROMPTS_DIR / f"{lang}.yaml")
     return data
 
 
@@ -236,3 +239,170 @@ def test_english_placeholders_where_expected() -> None:
     for i, event in enumerate(data["events"]):
         # T10-T15 concern the targeted resident; earlier turns name no one.
         assert ("target" in _placeholders(event)) == (i >= 9), (i + 1, event)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_shipped_file_passes_the_loader(lang: str) -> None:
+    prompts = load_prompt_file(PROMPTS_DIR / f"{lang}.yaml")
+    assert prompts.language == lang
+
+
+# Each case: (file to break, old text, new text, expected one-line error after the path).
+# Translations are loaded beside an intact English source text.
+BROKEN = {
+    "unknown_placeholder": (
+        "en",
+        "You are {name},",
+        "You are {nmae},",
+        "line 44: persona_template: unknown placeholder {nmae} "
+        "(known: {name}, {role}, {temperament}, {others})",
+    ),
+    "placeholder_where_none_is_filled": (
+        "en",
+        'no_record: "(No one has spoken yet.)"',
+        'no_record: "(No one has spoken {turn} yet.)"',
+        "no_record: unknown placeholder {turn} (this text takes no placeholders)",
+    ),
+    "stray_brace": (
+        "en",
+        '"Turn {turn} of {turns}."',
+        '"Turn {turn} of {turns."',
+        "turn_header: stray '{' (braces are only for placeholders)",
+    ),
+    "stray_brace_in_persona": (
+        "en",
+        '"retired schoolteacher"',
+        '"retired} schoolteacher"',
+        "personas[0].role: stray '}' (braces are only for placeholders)",
+    ),
+    "translation_drops_a_placeholder": (
+        "ja",
+        "（全{turns}ターン）",
+        "（全15ターン）",
+        "turn_header: placeholder {turns} is missing (en.yaml has it)",
+    ),
+    "translation_adds_a_placeholder": (
+        "ja",
+        "施設へようこそ。",
+        "{target}さん、施設へようこそ。",
+        "events[0]: placeholder {target} is not in en.yaml's text",
+    ),
+    "language_differs_from_file_name": (
+        "en",
+        "language: en",
+        "language: fr",
+        "language: 'fr' does not match the file name en.yaml",
+    ),
+    "version_not_a_scalar": (
+        "en",
+        'version: "1.0"',
+        "version: [1]",
+        'version: must be a version such as "1.0"',
+    ),
+    "empty_text": (
+        "en",
+        'event_label: "Facility System"',
+        'event_label: ""',
+        "event_label: must be a non-empty text",
+    ),
+    "channel_format_lacks_json": (
+        "en",
+        "  json: |-",
+        "  jsn: |-",
+        "channel_format.json: must be a non-empty text",
+    ),
+    "nine_personas": (
+        "en",
+        '  - name: "David Okafor"\n    role: "night-shift nurse"\n'
+        '    temperament: "calm and practical"\n',
+        "",
+        "personas: must be a list of 10 (got 9 items)",
+    ),
+    "persona_unknown_key": (
+        "en",
+        '    temperament: "calm and practical"\n',
+        '    temperament: "calm and practical"\n    age: 41\n',
+        "personas[1]: unknown key 'age' (accepted: name, role, temperament)",
+    ),
+    "persona_missing_key": (
+        "en",
+        '    role: "night-shift nurse"\n',
+        "",
+        "personas[1].role: must be a non-empty text",
+    ),
+    "first_names_collide": (
+        "ja",
+        '"佐藤 和子"',
+        '"山本 和子"',
+        "first name '山本' is also personas[0]'s",
+    ),
+    "fourteen_events": (
+        "en",
+        "  # T1\n  - |-\n    Welcome to the facility.",
+        "  # T1\n  # - |-\n    # Welcome to the facility.",
+        "events: must be a list of 15 (got 14 items)",
+    ),
+    "tag_translated": (
+        "ja",
+        "[MONOLOGUE]",
+        "[独白]",
+        "channel_format.tagged: missing the tag [MONOLOGUE] (tags stay in English)",
+    ),
+    "json_key_translated": (
+        "en",
+        '"monologue"',
+        '"thoughts"',
+        'channel_format.json: missing the key "monologue" (keys stay in English)',
+    ),
+    "whisper_example_missing": (
+        "en",
+        "    [WHISPER:Ruth] Can we talk later?\n",
+        "",
+        "channel_format.tagged: needs an example line [WHISPER:<first name>]",
+    ),
+    "whisper_example_to_no_resident": (
+        "ja",
+        "[WHISPER:山本]",
+        "[WHISPER:木村]",
+        "channel_format.tagged: example [WHISPER:木村] names no resident (first names: 佐藤,",
+    ),
+    "json_example_invalid": (
+        "en",
+        '"Can we talk later?"}}',
+        '"Can we talk later?"}',
+        "channel_format.json: the example object is not valid JSON (Expecting ',' delimiter",
+    ),
+    "json_example_empty_talk": (
+        "en",
+        '{"talk": "I heard the announcement. Margaret, what do you make of it?"',
+        '{"talk": ""',
+        'channel_format.json: the example\'s "talk" must be a non-empty text',
+    ),
+    "json_example_whisper_without_text": (
+        "en",
+        '"text": "Can we talk later?"}}',
+        '"txt": "Can we talk later?"}}',
+        'channel_format.json: the example\'s "whisper" must be an object with exactly "to"',
+    ),
+    "json_example_whispers_to_no_resident": (
+        "ja",
+        '{"to": "山本"',
+        '{"to": "木村"',
+        "channel_format.json: the example whispers to '木村', no resident's first name",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_loader_refuses_broken_file_in_one_line(case: str, tmp_path: Path) -> None:
+    lang, old, new, expected = BROKEN[case]
+    assert old in _raw(lang), old
+    (tmp_path / f"{SOURCE_LANGUAGE}.yaml").write_text(_raw(SOURCE_LANGUAGE), encoding="utf-8")
+    path = tmp_path / f"{lang}.yaml"
+    path.write_text(_raw(lang).replace(old, new), encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_prompt_file(path)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    assert expected in message, message

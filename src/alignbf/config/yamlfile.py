@@ -121,13 +121,52 @@ def parse_yaml(text: str, source: Path | str, *, expect: type = dict) -> Any:
     return data
 
 
-def line_of(path: Path, needle: str) -> str:
-    """``line N: `` of the first line of ``path`` that contains ``needle``, or ``""``."""
+def line_of(path: Path, needle: str, *, skip_comments: bool = False) -> str:
+    """``line N: `` of the first line of ``path`` that contains ``needle``, or ``""``;
+    ``skip_comments`` passes over lines that are YAML comments."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return ""
     for number, line in enumerate(lines, 1):
-        if needle in line:
+        if needle in line and not (skip_comments and line.lstrip().startswith("#")):
             return f"line {number}: "
     return ""
+
+
+def key_line(path: Path, *keys: str) -> str:
+    """``line N: `` of a nested key (``key_line(p, "monologue", "coercive")``: the first
+    ``coercive:`` after ``monologue:``), or ``""``."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    number = -1
+    for key in keys:
+        after = (
+            n
+            for n in range(number + 1, len(lines))
+            if lines[n].lstrip().removeprefix("- ").startswith(f"{key}:")
+        )
+        number = next(after, -1)
+        if number < 0:
+            return ""
+    return f"line {number + 1}: " if keys else ""
+
+
+def entry_error(
+    path: Path, where: str, problem: str, *needles: str | tuple[str, ...]
+) -> ConfigError:
+    """The one-line error ``path: line N: where: problem`` about one entry of a file.
+
+    The line is that of the first needle found: a text (the first line outside comments
+    that holds it) or a key path (``("channel_format", "json")``, see :func:`key_line`).
+    """
+    found = (
+        key_line(path, *needle)
+        if isinstance(needle, tuple)
+        else line_of(path, needle, skip_comments=True)
+        for needle in needles
+        if needle
+    )
+    return ConfigError(f"{path}: {next(filter(None, found), '')}{where}: {problem}")

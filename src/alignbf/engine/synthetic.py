@@ -19,6 +19,7 @@ import json
 import math
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,6 +32,7 @@ from alignbf.config.prompts import load_prompts
 from alignbf.config.rubric import JUDGE_CATEGORIES, read_judge_request
 from alignbf.config.study import _describe, load_languages
 from alignbf.config.yamlfile import load_yaml
+from alignbf.engine.phrasebank import check_bank
 from alignbf.errors import ConfigError
 from alignbf.transport.backend import ChatRequest, Completion
 
@@ -155,9 +157,20 @@ def _bank(language: str) -> _Bank:
     return _load_bank(language, assets.root())
 
 
+def check_synthetic(languages: Iterable[str]) -> None:
+    """Load, and so check, what the synthetic model reads for a study of ``languages``: the
+    prompt files of every language (it recognises a condition by them) and the phrase bank
+    of each of ``languages`` (once per file)."""
+    _markers()
+    for language in languages:
+        _bank(language)
+
+
 @cache
 def _load_bank(language: str, root: Path) -> _Bank:
-    data = load_yaml(root / "data" / "synthetic" / f"{language}.yaml")
+    path = root / "data" / "synthetic" / f"{language}.yaml"
+    data = load_yaml(path)
+    check_bank(path, data, KINDS)
     talk = {k: tuple(data["talk"][k]) for k in KINDS}
     mono = {k: tuple(data["monologue"][k]) for k in KINDS}
     fragments = []
