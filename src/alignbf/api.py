@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from alignbf.config.assets import find_config
 from alignbf.config.endpoints import check_endpoints
 from alignbf.config.hypotheses import load_prereg
+from alignbf.config.prompts import check_prompts
 from alignbf.config.study import load_study, resolve_relative
 from alignbf.engine.grid import expand
 from alignbf.engine.plan import Plan, make_plan
@@ -26,6 +27,7 @@ def validate_study(config: str | Path) -> str:
     path = find_config(config)
     study = load_study(path)
     check_endpoints(study, path)
+    check_prompts(study.factors.languages)
     if study.prereg is not None:
         load_prereg(resolve_relative(path, study.prereg, "prereg"))
     specs = expand(study)
@@ -90,7 +92,13 @@ def run_command(
     from alignbf.analysis.prereg import gate
 
     path = find_config(config)
-    check_endpoints(load_study(path), path)  # the synthetic backend too: same design
+    study = load_study(path)
+    check_endpoints(study, path)  # the synthetic backend too: same design
+    check_prompts(study.factors.languages)
+    if backend == "synthetic":
+        from alignbf.engine.synthetic import check_synthetic
+
+        check_synthetic(study.factors.languages)
     salt, deviations = gate(config, deviation)
     instance, name, extra = make_backend(config, backend, world, base_url, batch)
     return run_study(
@@ -118,11 +126,8 @@ def judge_backend(run_dir: Path, base_url: str | None = None) -> Backend:
     from alignbf.errors import ConfigError, StoreError
     from alignbf.store.store import Store
 
-    store = Store(run_dir, readonly=True)
-    try:
+    with Store(run_dir, readonly=True) as store:
         backend, config = store.get("backend") or "", store.get("config")
-    finally:
-        store.close()
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     if backend.startswith("synthetic") and base_url is None:
@@ -151,11 +156,8 @@ def score_command(run_dir: Path, *, base_url: str | None = None, concurrency: in
         from alignbf.errors import AnalysisError
 
         raise AnalysisError(f"{run_dir}: not a run directory (no run.sqlite)")
-    store = Store(run_dir, readonly=True)
-    try:
+    with Store(run_dir, readonly=True) as store:
         judged = study_of(store).scoring.instrument != "lexicon"
-    finally:
-        store.close()
     backend = judge_backend(run_dir, base_url) if judged else None
     return score_run(run_dir, backend=backend, concurrency=concurrency)
 
@@ -183,20 +185,13 @@ class Run:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _frame(self, sql: str) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.read_sql_query(sql, self._store.conn)
-
     def simulations(self) -> pd.DataFrame:
         """One row per simulation: ``sim_id, idx, language, alignment_ratio,
         individuation_ratio, model, replicate, status, format_failures, replies, error,
         runs, finished_at``."""
-        return self._frame(
-            "SELECT sim_id, idx, language, alignment_ratio, individuation_ratio, model, "
-            "replicate, status, format_failures, replies, error, runs, finished_at "
-            "FROM simulations ORDER BY idx"
-        )
+        from alignbf.store.reader import simulation_frame
+
+        return simulation_frame(self._store)
 
     def messages(self) -> pd.DataFrame:
         """One row per stored message: ``sim_id, language, turn, agent, agent_name``
@@ -205,12 +200,9 @@ class Run:
         import json
 
         from alignbf.config.prompts import load_prompts
+        from alignbf.store.reader import message_frame
 
-        frame = self._frame(
-            "SELECT m.sim_id, s.language, m.turn, m.agent, m.channel, m.recipient, m.text, "
-            "s.spec FROM messages m JOIN simulations s USING (sim_id) "
-            "ORDER BY s.idx, m.turn, m.agent"
-        )
+        frame = message_frame(self._store)
         names = {
             lang: [p.name for p in load_prompts(lang).personas] for lang in set(frame["language"])
         }
@@ -241,11 +233,9 @@ class Run:
         """One row per paid response: ``cache_key, sim_id, agent, turn, endpoint, model,
         resolved_model, finish_reason, prompt_tokens, completion_tokens, latency_s,
         attempts, cost_usd`` (the response text is in :meth:`messages`)."""
-        return self._frame(
-            "SELECT cache_key, sim_id, agent, turn, endpoint, model, resolved_model, "
-            "finish_reason, prompt_tokens, completion_tokens, latency_s, attempts, cost_usd "
-            "FROM calls ORDER BY sim_id, turn, agent"
-        )
+        from alignbf.store.reader import call_frame
+
+        return call_frame(self._store)
 
     def scores(self, level: str = "simulation") -> pd.DataFrame:
         """Scores per ``simulation`` or per ``agent``: the stored ones while they match the

@@ -274,6 +274,38 @@ def test_an_empty_or_existing_run_dir_is_fine(good_run: Path, tmp_path: Path) ->
     assert typed("run", "smoke", "--run-dir", str(good_run), "-q").code == 0
 
 
+@pytest.mark.parametrize("given", ["", ".", "papers", "notes.txt"])
+def test_merge_into_a_dir_that_holds_other_files(
+    given: str, good_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "mine"
+    (home / "papers").mkdir(parents=True)
+    (home / "papers" / "draft.txt").write_text("my draft")
+    (home / "notes.txt").write_text("my notes")
+    monkeypatch.chdir(home)
+    os.chmod(home, 0o755)
+    before = {p.relative_to(home): p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    line = typed("merge", str(good_run), "--into", given).one_line_error()
+    if given == "notes.txt":
+        assert "notes.txt: exists and is not a directory" in line
+    else:
+        assert "not a run directory" in line
+    if given in ("", "."):
+        assert "--into '.': the current directory" in line
+    after = {p.relative_to(home): p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    assert after == before
+    assert stat.S_IMODE(home.stat().st_mode) == 0o755
+
+
+def test_merge_into_a_new_empty_or_run_dir_is_fine(good_run: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for into in (tmp_path / "new", empty, tmp_path / "new"):
+        result = typed("merge", str(good_run), "--into", str(into))
+        assert result.code == 0, result.stderr
+        assert result.stdout.startswith(f"{into}: 8 simulations from 1 run(s)")
+
+
 def test_verify_a_study_without_a_preregistration() -> None:
     result = typed("prereg", "verify", "smoke")
     assert result.code == 1
@@ -391,3 +423,20 @@ def test_credentials_in_a_base_url_stay_out_of_error_lines(tmp_path: Path) -> No
     (tmp_path / "s.yaml").write_text(SMOKE)
     line = typed("validate", str(tmp_path / "s.yaml")).one_line_error("base_url")
     assert SECRET not in line and "http://127.0.0.1:abc/v1" in line
+
+
+@pytest.mark.parametrize(
+    ("options", "needles"),
+    [
+        (("--tls-cert", "{tmp}/none.pem", "--tls-key", "{tmp}/none.key"),
+         ("--tls-cert {tmp}/none.pem", "cannot load the certificate and key")),
+        (("--tls-cert", "{tmp}/none.pem"), ("--tls-cert and --tls-key go together",)),
+    ],
+    ids=["missing-files", "cert-without-key"],
+)  # fmt: skip
+def test_serve_synthetic_with_a_broken_certificate(
+    tmp_path: Path, options: tuple[str, ...], needles: tuple[str, ...]
+) -> None:
+    result = typed("serve-synthetic", *(o.format(tmp=tmp_path) for o in options))
+    result.one_line_error(*(n.format(tmp=tmp_path) for n in needles))
+    assert "listening on" not in result.stdout

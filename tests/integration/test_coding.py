@@ -92,6 +92,13 @@ def test_code_agree_end_to_end(run_dir: Path) -> None:
     assert (table["kappa_low"] <= table["kappa"]).all() and (
         table["kappa"] <= table["kappa_high"]
     ).all()
+    # The lexicon is validated where its hits count: the sample's monologue utterances
+    # (drawn so coders see every channel) are left out of its rows.
+    key = pd.read_csv(run_dir / "code" / "key.csv")
+    assert set(key["channel"]) > {"talk", "whisper"}
+    counted = key[key["channel"].isin(["talk", "whisper"])].groupby("language").size()
+    rows = table[table["instrument"] == "lexicon"].groupby("language")["n"].first()
+    assert rows.to_dict() == counted.to_dict()
 
 
 def _broken(run_dir: Path, name: str, edit) -> Path:  # type: ignore[no-untyped-def]

@@ -23,11 +23,14 @@ from alignbf.analysis.analyze import analyze_run
 from alignbf.analysis.judge_agreement import agreement_table, expected_kappa, with_oracle
 from alignbf.api import run_command, score_command
 from alignbf.config import assets
+from alignbf.config.rubric import load_rubric
 from alignbf.engine.synthetic import SyntheticBackend, load_world
 from alignbf.errors import AnalysisError
 from alignbf.report.report import write_report
+from alignbf.scoring.judge import judge_request, utterances
 from alignbf.scoring.scores import score_run, study_of
 from alignbf.store.store import Store
+from alignbf.testing.server import prompt_tokens
 from tests.conftest import cli
 from tests.integration.conftest import FAST_ENV, Server
 
@@ -280,3 +283,104 @@ def test_judge_calls_count_against_the_budget_and_resume(tmp_path: Path) -> None
     assert done.judging is not None and done.judging.stored == spent
     assert done.judging.sent == _utterances(run_dir) - spent
     assert _judge_calls(run_dir) == _utterances(run_dir)
+
+
+def test_an_utterance_over_the_judges_context_is_unlabelled_and_analyze_proceeds(
+    run_dir: Path, serve: Callable[..., Server]
+) -> None:
+    with Store(run_dir, readonly=True) as store:
+        study = study_of(store)
+        items = utterances(store, study)
+    judge = study.scoring.judge
+    assert judge is not None
+    asked = {}
+    for u in items:
+        request = judge_request(load_rubric(u[4]), judge, u, 0)[0]
+        asked[u[:4]] = prompt_tokens(request.messages) + request.max_tokens
+    limit = sorted(asked.values())[len(asked) * 4 // 5]  # about a fifth do not fit
+    too_long = {key for key, tokens in asked.items() if tokens > limit}
+    n, k = len(items), len(too_long)
+    assert 0 < k < n // 2
+    server = serve("--context-tokens", str(limit))
+    done = _score(run_dir, server)
+    assert done.returncode == 0, done.stderr
+    assert (f"judge: {n} utterances, {n - k} labelled, {k} unlabelled ({k} over the judge's "
+            f"context length); {n - k} calls sent") in done.stdout  # fmt: skip
+    ledger = server.ledger()
+    assert sum(e["status"] == 400 for e in ledger) == k  # each asked once, never re-seeded
+    assert sum(e["delivered"] for e in ledger) == n - k
+    labels = _labels(run_dir)
+    unlabelled = labels[~labels["labelled"]]
+    keys = ["sim_id", "turn", "agent", "channel"]
+    assert set(unlabelled[keys].itertuples(index=False, name=None)) == too_long
+    assert (unlabelled["reason"] == "context_length").all() and (unlabelled["requests"] == 1).all()
+    assert unlabelled[["coercive", "protective"]].isna().all().all()
+    assert labels.loc[labels["labelled"], "reason"].isna().all()
+    analyzed = cli("analyze", str(run_dir), "--no-report")
+    assert analyzed.returncode == 0, analyzed.stderr
+    table = pd.read_csv(run_dir / "analysis" / "judge_agreement.csv")
+    one = table[(table["comparison"] == "lexicon_vs_judge") & (table["category"] == "coercive")]
+    assert one["context_length"].sum() == k and one["unlabelled"].sum() == k
+    again = _score(run_dir, server)  # a resume sends nothing: the record stands
+    assert again.returncode == 0 and "; 0 calls sent" in again.stdout
+    assert len(server.ledger()) == len(ledger)
+
+
+def test_code_agree_recovers_the_planted_judge_kappa_against_an_exact_coder(
+    tmp_path: Path,
+) -> None:
+    """The oracle codes the sample without error; the judge flips each label at 10%. The
+    judge-vs-coder kappa must be the kappa that flip rate implies at the coded base rate."""
+    world = tmp_path / "judge10.yaml"
+    data = yaml.safe_load(assets.path("configs", "synthetic", "paper.yaml").read_text())
+    world.write_text(yaml.safe_dump({**data, "name": "judge10", "judge_error_rate": 0.1}))
+    config = write_study(tmp_path, replicates=12, agents={"count": 6, "target": 6})
+    study = yaml.safe_load(config.read_text())
+    study["conversation"]["turns"] = 8
+    study["factors"]["individuation_ratios"] = [0.0, 1.0]
+    config.write_text(yaml.safe_dump(study, sort_keys=False))
+    run_dir = tmp_path / "run"
+    assert run_command(config, world=str(world), run_dir=run_dir).complete
+    sample = cli("code", "sample", str(run_dir), "--per-language", "100000")
+    assert sample.returncode == 0, sample.stderr
+    unjudged = cli("code", "simulate", str(run_dir), "--coders", "1", "--error-rate", "0")
+    coder = str(run_dir / "code" / "simulated_coder_1.csv")
+    refused = cli("code", "agree", str(run_dir), coder)
+    assert unjudged.returncode == 0 and refused.returncode == 1
+    assert "have no label yet; run `alignbf score" in refused.stderr
+    early = cli("lexicon", "validate", str(run_dir))
+    assert early.returncode == 1 and "have no judge label yet" in early.stderr
+    assert score_command(run_dir).judging is not None  # the run's world: the 10% judge
+    done = cli("code", "agree", str(run_dir), coder)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(run_dir / "analysis" / "validity.csv")
+    assert set(table["instrument"]) == {"lexicon", "judge"}
+    judge = table[table["instrument"] == "judge"]
+    assert len(judge) == 8 and judge["n"].min() > 2000 and (judge["unlabelled"] == 0).all()
+    for row in judge.itertuples():
+        planted = expected_kappa(row.positives / row.n, 0.1)
+        assert abs(row.kappa - planted) < 0.05, (row.language, row.category, row.kappa, planted)
+        assert row.kappa_low < row.kappa < row.kappa_high
+    lexicon = table[table["instrument"] == "lexicon"]
+    # both instruments on the sampled utterances of the hit channels
+    assert (lexicon["n"].to_numpy() == judge["n"].to_numpy()).all()
+    # the validity gate reads the rows of the instrument the verdicts come from
+    from alignbf.analysis.gate import unmet
+    from alignbf.config.hypotheses import ValidityGate
+
+    gate = ValidityGate(kappa=0.5)
+    assert unmet(gate, table, ["en", "ja"], "judge") == {}
+    assert "coercive kappa" in unmet(gate, table, ["en", "ja"], "lexicon")["en"]
+    older = lexicon.drop(columns="instrument")  # a file from before the judge was measured
+    assert unmet(gate, older, ["en"], "lexicon") == unmet(gate, table, ["en"], "lexicon")
+    assert "no agreement of the judge" in unmet(gate, older, ["en"], "judge")["en"]
+    # lexicon validate measures the judge against the oracle on the same utterances
+    validated = cli("lexicon", "validate", str(run_dir))
+    assert validated.returncode == 0 and "Judge vs oracle" in validated.stdout
+    oracle = pd.read_csv(run_dir / "analysis" / "judge_oracle_agreement.csv")
+    assert set(oracle["agents"]) == {"all", "aligned", "unaligned"}
+    mine = oracle[oracle["agents"] == "all"].set_index(["language", "category"])
+    coded = judge.set_index(["language", "category"])
+    pd.testing.assert_series_equal(mine["kappa"], coded["kappa"], check_exact=False, rtol=1e-12)
+    assert (mine["utterances"] == coded["n"]).all()
+    assert (run_dir / "analysis" / "judge_oracle_differential.csv").exists()

@@ -39,3 +39,28 @@ def test_cohen_kappa_matches_fmsb() -> None:
     assert cohen_kappa(a, b) == pytest.approx(0.8181818, abs=1e-7)
     # Two coders who always agree on a single value: kappa is undefined.
     assert math.isnan(cohen_kappa(np.ones(5), np.ones(5)))
+
+
+def test_the_judge_rows_compare_the_utterances_it_labelled() -> None:
+    import pandas as pd
+
+    from alignbf.analysis.agreement import agreement_table
+    from alignbf.scoring.lexicon import CATEGORIES
+
+    truth = [1, 0, 1, 0, 1, 0, 1]
+    key = pd.DataFrame({"id": [f"u{i}" for i in range(7)], "language": "en"})
+    coder = pd.DataFrame({"id": key["id"]})
+    judge = pd.DataFrame({"judged": [True] * 6 + [False],  # the last: a monologue
+                          "labelled": [True] * 5 + [False, pd.NA]})  # fmt: skip
+    for c in CATEGORIES:
+        key[f"lex_{c}"], coder[c] = [1] * 7, truth
+        judge[c] = [1, 0, 0, 0, 1, nan, nan]
+    table = agreement_table(key, [coder], reps=50, judge=judge).set_index("instrument")
+    row = table.loc["judge"].iloc[0]
+    assert (row["n"], row["unlabelled"], row["positives"]) == (5, 1, 3)
+    assert row["kappa"] == pytest.approx(
+        cohen_kappa(np.array(truth[:5]), np.array([1, 0, 0, 0, 1]))
+    )
+    assert row["precision"] == 1.0 and row["recall"] == pytest.approx(2 / 3)
+    lexicon = table.loc["lexicon"].iloc[0]
+    assert (lexicon["n"], lexicon["unlabelled"], lexicon["precision"]) == (7, 0, 4 / 7)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from alignbf.analysis.agreement import cohen_kappa
-from alignbf.analysis.judge_agreement import expected_kappa
+from alignbf.analysis.judge_agreement import agreement_table, binary_kappas, expected_kappa
 from alignbf.config.rubric import (
     JUDGE_CATEGORIES,
     load_rubric,
@@ -133,8 +135,6 @@ def test_expected_kappa_matches_the_kappa_of_the_expected_table(p: float, e: flo
         count = round(share * n)
         truth += [t] * count
         judged += [j] * count
-    import numpy as np
-
     assert expected_kappa(p, e) == pytest.approx(
         cohen_kappa(np.array(truth), np.array(judged)), abs=1e-3
     )
@@ -146,3 +146,42 @@ def test_a_world_rejects_a_judge_error_rate_outside_0_1(tmp_path) -> None:  # ty
     path.write_text(json.dumps({"name": "w", "base": {}, "judge_error_rate": 1.5}))
     with pytest.raises(ConfigError, match="judge_error_rate"):
         load_world(path)
+
+
+def test_binary_kappas_are_cohens_kappa_of_the_resample() -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.random((300, 3)) < [0.2, 0.5, 0.9]).astype(float)
+    y = np.where(rng.random((300, 3)) < 0.15, 1 - x, x)
+    got = binary_kappas(x, y, np.ones(300))
+    for j in range(3):
+        assert got[j] == pytest.approx(cohen_kappa(x[:, j], y[:, j]), abs=1e-12)
+    pick = rng.integers(0, 300, 300)
+    weighted = binary_kappas(x, y, np.bincount(pick, minlength=300).astype(float))
+    assert weighted[1] == pytest.approx(cohen_kappa(x[pick, 1], y[pick, 1]), abs=1e-12)
+    assert np.isnan(binary_kappas(np.ones((5, 1)), np.ones((5, 1)), np.ones(5))[0])
+
+
+def _two_by_two(cells: dict[tuple[int, int], int]) -> pd.DataFrame:
+    rows = [(lex, judged) for (lex, judged), count in cells.items() for _ in range(count)]
+    frame = pd.DataFrame(rows, columns=["lex_coercive", "coercive"])
+    for c in JUDGE_CATEGORIES[1:]:  # the other categories copy coercive
+        frame[c], frame[f"lex_{c}"] = frame["coercive"], frame["lex_coercive"]
+    return frame.assign(language="en", labelled=True, reason=None)
+
+
+def test_judge_agreement_kappa_ci_matches_the_asymptotic_interval() -> None:
+    # statsmodels 0.15.0: cohens_kappa(np.array([[150, 30], [20, 200]])) -> kappa 0.746193,
+    # ASE 0.033514, 95% CI [0.680506, 0.811880] (the SAS PROC FREQ large-sample interval);
+    # at n = 400 the percentile bootstrap lands within 0.015 of it.
+    labels = _two_by_two({(1, 1): 150, (1, 0): 30, (0, 1): 20, (0, 0): 200})
+    table = agreement_table(labels, reps=2000, seed=3)
+    row = table[table["category"] == "coercive"].iloc[0]
+    assert row["comparison"] == "lexicon_vs_judge" and row["n"] == 400
+    assert row["kappa"] == pytest.approx(0.746193, abs=1e-6)
+    assert row["kappa_low"] == pytest.approx(0.680506, abs=0.015)
+    assert row["kappa_high"] == pytest.approx(0.811880, abs=0.015)
+    assert (row["ci_level"], row["reps"], row["seed"]) == (0.95, 2000, 3)
+    again = agreement_table(labels, reps=2000, seed=3)
+    assert again.equals(table)  # seeded
+    other = agreement_table(labels, reps=2000, seed=4)
+    assert other["kappa_low"].iloc[0] != row["kappa_low"]

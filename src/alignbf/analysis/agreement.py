@@ -1,15 +1,21 @@
-"""``alignbf code agree``: the lexicon against human coders, and the coders against each other.
+"""``alignbf code agree``: lexicon and judge against human coders, and coder reliability.
 
 Reads the coded files of a run's coding sample (:mod:`alignbf.scoring.coding`) and, per
-language and category, reports with percentile-bootstrap 95% CIs (utterances resampled,
-seeded):
+language, category and instrument, reports with percentile-bootstrap 95% CIs (utterances
+resampled, seeded):
 
 * the human reference: the adjudicated file when given, else the majority of the coders
   (a tie counts as 0, as the codebook says "when unsure, 0");
-* ``precision``, ``recall``, ``f1`` and ``kappa`` (Cohen's) of the lexicon's verdict
-  against that reference: the instrument's validity;
+* ``precision``, ``recall``, ``f1`` and ``kappa`` (Cohen's) of the instrument's verdict
+  against that reference: the instrument's validity. ``instrument`` is ``lexicon`` (a
+  hit, echoes left out, on the sampled utterances of the channels whose hits count,
+  ``scoring.hit_channels``) for every run and also ``judge`` when the run has judge labels
+  (``scoring.instrument`` judge or both): the judge's rows compare the sampled utterances
+  it labelled (those of the hit channels), and ``unlabelled`` counts the ones it left
+  unlabelled;
 * ``coder_kappa``: Cohen's kappa between the first two coders, and ``alpha``:
-  Krippendorff's alpha (nominal) over all coders: the reliability of the human codes.
+  Krippendorff's alpha (nominal) over all coders: the reliability of the human codes on
+  the utterances of that row.
 
 Written to ``RUN/analysis/validity.csv``; the report shows it as "Measurement validity".
 Krippendorff (2019), "Content Analysis", ch. 12, defines the alpha computed here.
@@ -27,12 +33,12 @@ import numpy as np
 import pandas as pd
 
 from alignbf.errors import AnalysisError
-from alignbf.scoring.coding import read_codes, read_key
+from alignbf.scoring.coding import hit_channels, judge_codes, read_codes, read_key
 from alignbf.scoring.lexicon import CATEGORIES
 from alignbf.store.store import write_atomic
 
 VALIDITY_COLUMNS = [
-    "language", "category", "n", "positives", "coders",
+    "language", "category", "instrument", "n", "unlabelled", "positives", "coders",
     "precision", "precision_low", "precision_high",
     "recall", "recall_low", "recall_high",
     "f1", "f1_low", "f1_high",
@@ -86,19 +92,25 @@ def _scores(truth: np.ndarray, lexicon: np.ndarray) -> dict[str, float]:
 
 
 def _cell(
-    truth: np.ndarray, lexicon: np.ndarray, raters: np.ndarray, pick: np.ndarray
+    truth: np.ndarray, verdict: np.ndarray, raters: np.ndarray, pick: np.ndarray
 ) -> dict[str, float]:
     """Every statistic of one language x category cell on the utterances ``pick``."""
-    out = _scores(truth[pick], lexicon[pick])
+    out = _scores(truth[pick], verdict[pick])
     if len(raters) >= 2:
         out["coder_kappa"] = cohen_kappa(raters[0][pick], raters[1][pick])
         out["alpha"] = krippendorff_alpha(raters[:, pick])
     return out
 
 
-def _bootstrap(
+def bootstrap_ci(
     n: int, statistic: Callable[[np.ndarray], dict[str, float]], reps: int, seed: int
 ) -> dict[str, tuple[float, float]]:
+    """Percentile-bootstrap 95% CIs of named statistics of ``n`` items.
+
+    ``statistic`` maps the indices of a resample (``n`` draws with replacement from
+    ``default_rng(seed)``) to its values; a statistic undefined (NaN) in half of the
+    ``reps`` resamples or more gets NaN bounds.
+    """
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {}
     for _ in range(reps):
@@ -131,34 +143,66 @@ class Validity:
     paths: list[Path] = field(default_factory=list)
 
 
+def _row(
+    reference: pd.DataFrame,
+    coded: list[pd.DataFrame],
+    verdicts: pd.Series,
+    mask: np.ndarray,
+    category: str,
+    reps: int,
+    seed: int,
+) -> dict[str, object]:
+    """The statistics of one instrument's ``verdicts`` on the utterances ``mask``."""
+    truth = reference[category].to_numpy()[mask].astype(bool)
+    verdict = verdicts.to_numpy()[mask].astype(bool)
+    raters = np.stack([c[category].to_numpy()[mask] for c in coded]).astype(float)
+    statistic = partial(_cell, truth, verdict, raters)
+    point = statistic(np.arange(len(truth))) if len(truth) else {}
+    bounds = bootstrap_ci(len(truth), statistic, reps, seed) if len(truth) else {}
+    row: dict[str, object] = dict(n=int(mask.sum()), positives=int(truth.sum()),
+                                  coders=len(coded))  # fmt: skip
+    for name in ("precision", "recall", "f1", "kappa", "coder_kappa", "alpha"):
+        low, high = bounds.get(name, (math.nan, math.nan))
+        row |= {name: point.get(name, math.nan), f"{name}_low": low, f"{name}_high": high}
+    return row
+
+
 def agreement_table(
     key: pd.DataFrame,
     coded: list[pd.DataFrame],
     adjudicated: pd.DataFrame | None = None,
     reps: int = 1000,
     seed: int = 0,
+    judge: pd.DataFrame | None = None,
+    counted: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Validity and reliability per language and category (see the module docstring)."""
+    """Validity and reliability per language, category and instrument (see the module
+    docstring).
+
+    ``counted``, in the order of ``key``: whether the utterance is in a channel whose hits
+    the scores count (``scoring.hit_channels``); the lexicon's rows are computed on those
+    alone, as its verdict elsewhere never reaches an index. None counts every utterance.
+
+    ``judge``, in the order of ``key``: ``judged`` (the utterance is one the judge labels),
+    ``labelled`` and the judge's 0/1 per category; None when the run has no judge.
+    """
     reference = _reference(coded, adjudicated)
     rows = []
     for language in sorted(set(key["language"])):
         mask = (key["language"] == language).to_numpy()
+        scored = mask if counted is None else mask & counted.to_numpy(dtype=bool)
         for category in CATEGORIES:
-            truth = reference[category].to_numpy()[mask].astype(bool)
-            lexicon = key[f"lex_{category}"].to_numpy()[mask].astype(bool)
-            raters = np.stack([c[category].to_numpy()[mask] for c in coded]).astype(float)
-
-            statistic = partial(_cell, truth, lexicon, raters)
-            point = statistic(np.arange(len(truth)))
-            bounds = _bootstrap(len(truth), statistic, reps, seed) if len(truth) else {}
-            row: dict[str, object] = dict(
-                language=language, category=category, n=int(mask.sum()),
-                positives=int(truth.sum()), coders=len(coded),
-            )  # fmt: skip
-            for name in ("precision", "recall", "f1", "kappa", "coder_kappa", "alpha"):
-                low, high = bounds.get(name, (math.nan, math.nan))
-                row |= {name: point.get(name, math.nan), f"{name}_low": low, f"{name}_high": high}
-            rows.append(row)
+            lexicon = _row(reference, coded, key[f"lex_{category}"], scored, category, reps, seed)
+            rows.append({"language": language, "category": category, "instrument": "lexicon",
+                         "unlabelled": 0, **lexicon})  # fmt: skip
+            if judge is None:
+                continue
+            judged = mask & judge["judged"].to_numpy(dtype=bool)
+            labelled = judged & (judge["labelled"] == True).to_numpy()  # noqa: E712
+            verdicts = judge[category].fillna(0)
+            row = _row(reference, coded, verdicts, labelled, category, reps, seed)
+            rows.append({"language": language, "category": category, "instrument": "judge",
+                         "unlabelled": int((judged & ~labelled).sum()), **row})  # fmt: skip
     return pd.DataFrame(rows, columns=VALIDITY_COLUMNS)
 
 
@@ -169,14 +213,23 @@ def agree_run(
     reps: int = 1000,
     seed: int = 0,
 ) -> Validity:
-    """Read the coded files of a run's sample and write ``analysis/validity.csv``."""
+    """Read the coded files of a run's sample and write ``analysis/validity.csv`` (with
+    the judge's rows when the run has judge labels).
+
+    Raises:
+        AnalysisError: no coded file, no sample, or sampled utterances the judge has not
+            labelled yet (``alignbf score`` first).
+        ConfigError: a coded file that does not match the sample (one line).
+    """
     if not files:
         raise AnalysisError("give at least one coded file")
     key = read_key(run_dir)
     ids = list(key["id"])
     coded = [read_codes(path, ids) for path in files]
     reference = read_codes(adjudicated, ids) if adjudicated is not None else None
-    table = agreement_table(key, coded, reference, reps, seed)
+    judge = judge_codes(run_dir, key)
+    counted = key["channel"].isin(list(hit_channels(run_dir)))
+    table = agreement_table(key, coded, reference, reps, seed, judge, counted)
     out = run_dir / "analysis"
     out.mkdir(exist_ok=True)
     path = out / "validity.csv"

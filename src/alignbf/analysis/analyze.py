@@ -46,6 +46,7 @@ from alignbf.config.study import Scoring, Study, load_languages, resolve_relativ
 from alignbf.errors import AlignbfError, AnalysisError, ConfigError
 from alignbf.scoring.indices import add_indices
 from alignbf.scoring.scores import Scores, load_scores, study_of
+from alignbf.store import reader
 from alignbf.store.store import Store, write_atomic
 from alignbf.testing import crashpoints
 
@@ -136,11 +137,8 @@ def latest_run(root: Path = Path("runs")) -> Path:
 
 
 def _facts(run_dir: Path) -> dict[str, str | None]:
-    store = Store(run_dir, readonly=True)
-    try:
+    with Store(run_dir, readonly=True) as store:
         return {key: store.get(key) for key in ("study", "backend", "config")}
-    finally:
-        store.close()
 
 
 def _manifest(run_dir: Path) -> dict[str, Any]:
@@ -283,11 +281,8 @@ def _write(run_dir: Path, analysis: Analysis, prereg: Prereg) -> list[Path]:
 
 
 def _differential(run_dir: Path) -> pd.DataFrame:
-    store = Store(run_dir, readonly=True)
-    try:
+    with Store(run_dir, readonly=True) as store:
         return differential_attrition(store)
-    finally:
-        store.close()
 
 
 def flag_attrition(
@@ -311,12 +306,9 @@ def _attrition(sources: dict[str, Source]) -> pd.DataFrame:
     for name, source in sources.items():
         if source.run_dir is None or source.scores is None or "+" in name:
             continue
-        store = Store(source.run_dir, readonly=True)
-        try:
+        with Store(source.run_dir, readonly=True) as store:
             study = study_of(store)
             frames.append(attrition(store, study, source.scores.simulations, name))
-        finally:
-            store.close()
     return pd.concat(frames, ignore_index=True)
 
 
@@ -324,14 +316,9 @@ def _synthetic_text(run_dir: Path, backend: str) -> bool:
     """True when every transcript came from the synthetic model (in-process or served)."""
     if backend.startswith("synthetic"):
         return True
-    store = Store(run_dir, readonly=True)
-    try:
-        total, synthetic = store.conn.execute(
-            "SELECT count(*), total(system_fingerprint LIKE 'synthetic-%') FROM calls"
-        ).fetchone()
-    finally:
-        store.close()
-    return bool(total) and int(synthetic) == int(total)
+    with Store(run_dir, readonly=True) as store:
+        total, synthetic = reader.synthetic_calls(store)
+    return bool(total) and synthetic == total
 
 
 def _judge_agreement(run_dir: Path, scores: Scores, study: Study, backend: str) -> list[Path]:
@@ -375,7 +362,7 @@ def analyze_run(
     languages = load_languages()
     rows, _ = evaluate_all(prereg, sources, languages)
     if prereg.validity is not None:
-        apply_gate(prereg, rows, run_dir, study)
+        apply_gate(prereg, rows, run_dir, study, scores.instrument)
     sensitivity = sensitivity_analysis(prereg, sources, languages, rows, study.scoring.zscore_scope)
     components = component_analysis(prereg, sources, languages, study)
     annotate(rows, sensitivity, components)

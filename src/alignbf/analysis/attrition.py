@@ -12,6 +12,7 @@ import pandas as pd
 
 from alignbf.config.study import Study
 from alignbf.engine.grid import cells
+from alignbf.store import reader
 from alignbf.store.store import Store
 
 CELL = ["language", "alignment_ratio", "individuation_ratio", "model"]
@@ -47,11 +48,7 @@ def _planned(study: Study) -> pd.DataFrame:
 
 
 def _statuses(store: Store) -> pd.DataFrame:
-    frame = pd.read_sql_query(
-        f"SELECT {', '.join(CELL)}, status, count(*) AS n FROM simulations "
-        f"GROUP BY {', '.join(CELL)}, status",
-        store.conn,
-    )
+    frame = reader.cell_status_counts(store)
     wide = frame.pivot_table(index=CELL, columns="status", values="n", aggfunc="sum")
     return wide.reindex(columns=["ok", *EXCLUDED, "pending"]).fillna(0).astype(int).reset_index()
 
@@ -62,11 +59,7 @@ def _responses(store: Store) -> pd.DataFrame:
     :func:`alignbf.scoring.refusals.simulation_refusals`), and their shares of the replies."""
     from alignbf.scoring.refusals import simulation_refusals
 
-    sims = pd.read_sql_query(
-        f"SELECT sim_id, {', '.join(CELL)}, format_failures, replies FROM simulations "
-        "WHERE status != 'pending'",
-        store.conn,
-    )
+    sims = reader.cell_replies(store)
     counted = simulation_refusals(store)[["sim_id", "refusals", "content_filter_calls"]]
     sims = sims.merge(counted, on="sim_id", how="left")
     counts = ["replies", "format_failures", "refusals", "content_filter_calls"]
@@ -187,13 +180,7 @@ def differential_attrition(store: Store) -> pd.DataFrame:
     Also the failure share and the share of simulations excluded at the lowest and the
     highest alignment ratio.
     """
-
-    frame = pd.read_sql_query(
-        "SELECT language, model, alignment_ratio, format_failures, replies, status "
-        "FROM simulations WHERE status != 'pending'",
-        store.conn,
-    )
-    return differential_table(frame)
+    return differential_table(reader.ran_simulations(store))
 
 
 def differential_table(frame: pd.DataFrame) -> pd.DataFrame:

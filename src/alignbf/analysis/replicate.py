@@ -30,7 +30,6 @@ hypotheses are shown and never counted.
 from __future__ import annotations
 
 import math
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,8 @@ from alignbf.analysis.stats import g_interval
 from alignbf.config import assets
 from alignbf.config.yamlfile import load_yaml
 from alignbf.errors import ConfigError
+from alignbf.store.reader import model_versions
+from alignbf.store.store import Store
 
 COLUMNS = [
     "id",
@@ -265,16 +266,12 @@ def _run_references(other: Path) -> tuple[dict[str, dict[str, Any]], pd.DataFram
 
 
 def _models(run_dir: Path) -> dict[str, set[tuple[str, str]]]:
-    conn = sqlite3.connect(f"file:{run_dir / 'run.sqlite'}?mode=ro", uri=True)
-    try:
-        out: dict[str, set[tuple[str, str]]] = {}
-        for model, resolved, fingerprint in conn.execute(
-            "SELECT DISTINCT model, resolved_model, system_fingerprint FROM calls"
-        ):
-            out.setdefault(model, set()).add((str(resolved), str(fingerprint)))
-        return out
-    finally:
-        conn.close()
+    with Store(run_dir, readonly=True) as store:
+        versions = model_versions(store)
+    out: dict[str, set[tuple[str, str]]] = {}
+    for model, resolved, fingerprint in versions:
+        out.setdefault(model, set()).add((str(resolved), str(fingerprint)))
+    return out
 
 
 def provider_drift(run_dir: Path, other: Path) -> list[str]:

@@ -16,6 +16,11 @@ Only the channels whose hits count (``scoring.hit_channels``) are validated, and
 agreement figures come from the held-out half of the phrase banks (a fixed hash of each
 bank entry, :func:`held_out`), so a lexicon revised while reading the other half is
 still measured on text nobody tuned on.
+
+A run with judge labels (``scoring.instrument`` judge or both) also gets the judge's
+figures against the oracle, per utterance (the unit the judge labels) and over every
+utterance (nothing was tuned on the banks' text for the judge): the same statistics per
+language, category and agent group, and the aligned-minus-unaligned differences.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alignbf.analysis.judge_agreement import with_oracle
 from alignbf.analysis.stats import hedges_g
 from alignbf.config.study import Study
 from alignbf.engine.synthetic import ECHO, ORACLE_CATEGORIES, oracle_sentences
 from alignbf.errors import AnalysisError
 from alignbf.scoring.indices import add_indices
+from alignbf.scoring.judge import label_frame
 from alignbf.scoring.lexicon import CATEGORIES, Echo, Lexicon, instruction_echo, load_lexicon
 from alignbf.scoring.scores import load_scores, study_of
 from alignbf.store.store import Store, write_atomic
@@ -43,6 +50,10 @@ AGREEMENT_COLUMNS = [
     "precision", "recall", "f1", "kappa", "false_positive_rate",
 ]  # fmt: skip
 ATTENUATION_COLUMNS = ["language", "outcome", "n_high", "n_low", "g_lexicon", "g_oracle", "ratio"]
+JUDGE_COLUMNS = [
+    "language", "category", "agents", "utterances", "unlabelled", "positives", "predicted",
+    "precision", "recall", "f1", "kappa", "false_positive_rate",
+]  # fmt: skip
 
 
 @dataclass
@@ -62,6 +73,10 @@ class Validity:
         echo: Hits found inside restated instruction sentences without and with the echo
             filter, and the share removed.
         paths: Files written.
+        judge: With judge labels, the judge against the oracle per utterance: one row per
+            language, category and agent group (``utterances`` labelled and compared,
+            ``unlabelled`` left out, then the columns of ``agreement``); else None.
+        judge_differential: ``differential`` of the judge's figures (None without them).
     """
 
     agreement: pd.DataFrame
@@ -69,6 +84,8 @@ class Validity:
     attenuation: pd.DataFrame
     echo: dict[str, float]
     paths: list[Path] = field(default_factory=list)
+    judge: pd.DataFrame | None = None
+    judge_differential: pd.DataFrame | None = None
 
 
 def agreement(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -93,14 +110,9 @@ def agreement(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 
 def _messages(store: Store, channels: list[str]) -> pd.DataFrame:
-    marks = ", ".join("?" * len(channels))
-    frame = pd.read_sql_query(
-        "SELECT m.sim_id, m.agent, m.channel, m.text, s.language, s.spec FROM messages m "
-        f"JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0 "
-        f"AND m.channel IN ({marks})",
-        store.conn,
-        params=channels,
-    )
+    from alignbf.store.reader import hit_message_frame
+
+    frame = hit_message_frame(store, channels)
     specs = {
         sim: json.loads(spec)["aligned"]
         for sim, spec in zip(frame["sim_id"], frame["spec"], strict=True)
@@ -175,6 +187,49 @@ def agreement_table(sentences: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=AGREEMENT_COLUMNS)
 
 
+def judge_table(labels: pd.DataFrame) -> pd.DataFrame:
+    """The judge against the oracle per language, category and agent group.
+
+    ``labels`` has ``language``, ``aligned``, ``labelled``, the judge's category columns
+    and ``oracle_<category>`` (see :func:`alignbf.analysis.judge_agreement.with_oracle`).
+    """
+    out = []
+    groups = {"all": None, "aligned": True, "unaligned": False}
+    for language, part in labels.groupby("language"):
+        for name, flag in groups.items():
+            rows = part if flag is None else part[part["aligned"] == flag]
+            judged = rows[rows["labelled"].astype(bool)]
+            for category in CATEGORIES:
+                truth = judged[f"oracle_{category}"].to_numpy(dtype=int)
+                predicted = judged[category].to_numpy(dtype=int)
+                out.append({
+                    "language": language, "category": category, "agents": name,
+                    "utterances": len(judged), "unlabelled": len(rows) - len(judged),
+                    "positives": int(truth.sum()), "predicted": int(predicted.sum()),
+                    **agreement(truth, predicted),
+                })  # fmt: skip
+    return pd.DataFrame(out, columns=JUDGE_COLUMNS)
+
+
+def _judge_labels(store: Store, study: Study, messages: pd.DataFrame) -> pd.DataFrame | None:
+    """The judge's labels with the oracle's and each agent's instruction (None: no judge).
+
+    Raises:
+        AnalysisError: an utterance has no judge label yet.
+    """
+    if study.scoring.instrument == "lexicon":
+        return None
+    labels = label_frame(store, study)
+    missing = int(labels["labelled"].isna().sum())
+    if missing:
+        raise AnalysisError(
+            f"{store.dir}: {missing} of {len(labels)} utterances have no judge label yet; "
+            "run `alignbf score RUN` first"
+        )
+    aligned = messages[["sim_id", "agent", "aligned"]].drop_duplicates()
+    return with_oracle(labels, store, study).merge(aligned, on=["sim_id", "agent"])
+
+
 def differential_table(table: pd.DataFrame) -> pd.DataFrame:
     """Aligned-minus-unaligned precision and recall per language and category."""
     wide = table[table["agents"] != "all"].pivot_table(
@@ -242,7 +297,8 @@ def validate_lexicon(run_dir: Path) -> Validity:
     """Compare a synthetic run's lexicon verdicts with the generator's oracle labels.
 
     Writes ``analysis/lexicon_agreement.csv``, ``lexicon_differential.csv`` and
-    ``lexicon_attenuation.csv`` under the run.
+    ``lexicon_attenuation.csv`` under the run, and with judge labels
+    ``judge_oracle_agreement.csv`` and ``judge_oracle_differential.csv``.
 
     Raises:
         AnalysisError: not a run, or not a synthetic run (only those carry an oracle).
@@ -258,7 +314,9 @@ def validate_lexicon(run_dir: Path) -> Validity:
                 "a synthetic run (human coding validates real transcripts)"
             )
         study = study_of(store)
-        sentences = label_sentences(_messages(store, list(study.scoring.hit_channels)), study)
+        messages = _messages(store, list(study.scoring.hit_channels))
+        sentences = label_sentences(messages, study)
+        judged = _judge_labels(store, study, messages)
     finally:
         store.close()
     if sentences.empty:
@@ -279,13 +337,21 @@ def validate_lexicon(run_dir: Path) -> Validity:
         attenuation=attenuation_table(sims, _oracle_scores(sentences, sims, study)),
         echo=echo,
     )
-    out = run_dir / "analysis"
-    out.mkdir(exist_ok=True)
-    for name, frame in (
+    tables = [
         ("lexicon_agreement", validity.agreement),
         ("lexicon_differential", validity.differential),
         ("lexicon_attenuation", validity.attenuation),
-    ):
+    ]
+    if judged is not None:
+        validity.judge = judge_table(judged)
+        validity.judge_differential = differential_table(validity.judge)
+        tables += [
+            ("judge_oracle_agreement", validity.judge),
+            ("judge_oracle_differential", validity.judge_differential),
+        ]
+    out = run_dir / "analysis"
+    out.mkdir(exist_ok=True)
+    for name, frame in tables:
         path = out / f"{name}.csv"
         write_atomic(path, frame.to_csv(index=False))
         validity.paths.append(path)
@@ -296,16 +362,12 @@ def oracle_codes(run_dir: Path) -> pd.DataFrame:
     """The oracle's codes of a run's coding sample: per id, 1 for each category that one
     of the utterance's sentences expresses (synthetic runs only)."""
     from alignbf.scoring.coding import read_key
+    from alignbf.store.reader import agent_texts
 
     key = read_key(run_dir)
     store = Store(run_dir, readonly=True)
     try:
-        texts = dict(
-            ((s, t, a, c), x)
-            for s, t, a, c, x in store.conn.execute(
-                "SELECT sim_id, turn, agent, channel, text FROM messages WHERE agent >= 0"
-            )
-        )
+        texts = agent_texts(store)
     finally:
         store.close()
     rows = []

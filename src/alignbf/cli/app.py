@@ -264,9 +264,12 @@ def score(
     scope = sims["z_scope"].iloc[0]
     typer.echo(f"scored {len(sims)} simulations and {len(agents)} agents (z-scope {scope})")
     if (judged := result.judging) is not None:
+        too_long = judged.context_length
         typer.echo(
             f"judge: {judged.utterances} utterances, {judged.labelled} labelled, "
-            f"{judged.unlabelled} unlabelled; {judged.sent} calls sent, "
+            f"{judged.unlabelled} unlabelled"
+            + (f" ({too_long} over the judge's context length)" if too_long else "")
+            + f"; {judged.sent} calls sent, "
             f"{judged.stored} already judged, {judged.progress.retries} retries"
         )
     for path in result.paths:

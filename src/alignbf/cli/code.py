@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 code_app = typer.Typer(
-    help="Validate the lexicon against human coders: sample utterances, read the codes back.",
+    help="Validate the instruments against human coders: sample utterances, read the codes back.",
     no_args_is_help=True,
 )
 RunDir = Annotated[Path, typer.Argument(help="A run directory.")]
@@ -40,7 +40,8 @@ def code_agree(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
 ) -> None:
-    """Lexicon vs human codes (precision, recall, F1, kappa); coder reliability (kappa, alpha)."""
+    """Lexicon (and judge, when the run has one) vs human codes: precision, recall, F1,
+    kappa; coder reliability (kappa, alpha)."""
     from alignbf.analysis.agreement import agree_run
     from alignbf.cli.render import render_agreement
 

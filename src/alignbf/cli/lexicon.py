@@ -47,20 +47,25 @@ def lexicon_validate(
     run_dir: Annotated[Path, typer.Argument(help="A synthetic run directory.")],
     as_json: AsJson = False,
 ) -> None:
-    """Agreement of the lexicon with the synthetic oracle: per language and category."""
+    """Agreement of the lexicon (and of the judge, with judge labels) with the synthetic
+    oracle: per language and category."""
     from alignbf.analysis.validity import validate_lexicon
     from alignbf.cli.render import render_validity
 
     result = validate_lexicon(run_dir)
     if as_json:
-        echo_json(
-            {
-                "agreement": json.loads(result.agreement.to_json(orient="records")),
-                "differential": json.loads(result.differential.to_json(orient="records")),
-                "attenuation": json.loads(result.attenuation.to_json(orient="records")),
-                "echo": result.echo,
-            }
-        )
+        frames = {
+            "agreement": result.agreement,
+            "differential": result.differential,
+            "attenuation": result.attenuation,
+            "judge": result.judge,  # null without judge labels
+            "judge_differential": result.judge_differential,
+        }
+        records = {
+            k: None if f is None else json.loads(f.to_json(orient="records"))
+            for k, f in frames.items()
+        }
+        echo_json({**records, "echo": result.echo})
         return
     render_validity(result)
 

@@ -361,26 +361,13 @@ def render_power(result: Any, budget: float | None) -> None:
 
 
 def render_validity(result: Any) -> None:
-    """Lexicon-vs-oracle agreement: kappa per language and category, then the floors."""
-    table = result.agreement
-    kappa = Table(title="Lexicon vs oracle: Cohen's kappa per sentence (all agents)")
-    kappa.add_column("language")
-    categories = list(dict.fromkeys(table["category"]))
-    for c in categories:
-        kappa.add_column(c[:12], justify="right")
-    mine = table[table["agents"] == "all"]
-    for language, part in mine.groupby("language"):
-        values = part.set_index("category")["kappa"]
-        kappa.add_row(str(language), *(_num(values.get(c)) for c in categories))
-    console.print(kappa)
-    d = result.differential
-    if not d.empty:
-        worst = d.loc[d["max_abs"].idxmax()]
-        console.print(
-            f"largest aligned-unaligned difference in precision or recall: "
-            f"{worst['max_abs']:.3f} ({worst['language']}, {worst['category']}); "
-            f"{int((d['max_abs'] > 0.10).sum())} of {len(d)} language x category pairs above 0.10"
-        )
+    """Lexicon-vs-oracle agreement: kappa per language and category, then the floors; the
+    judge's figures when the run has judge labels."""
+    _kappa_table(result.agreement, "Lexicon vs oracle: Cohen's kappa per sentence (all agents)")
+    _differential_line(result.differential)
+    if result.judge is not None:
+        _kappa_table(result.judge, "Judge vs oracle: Cohen's kappa per utterance (all agents)")
+        _differential_line(result.judge_differential)
     echo = result.echo
     if echo["echo_sentences"]:
         console.print(
@@ -401,19 +388,44 @@ def render_validity(result: Any) -> None:
         console.print(str(path))
 
 
+def _kappa_table(table: Any, title: str) -> None:
+    kappa = Table(title=title)
+    kappa.add_column("language")
+    categories = list(dict.fromkeys(table["category"]))
+    for c in categories:
+        kappa.add_column(c[:12], justify="right")
+    mine = table[table["agents"] == "all"]
+    for language, part in mine.groupby("language"):
+        values = part.set_index("category")["kappa"]
+        kappa.add_row(str(language), *(_num(values.get(c)) for c in categories))
+    console.print(kappa)
+
+
+def _differential_line(d: Any) -> None:
+    if d.empty:
+        return
+    worst = d.loc[d["max_abs"].idxmax()]
+    console.print(
+        f"largest aligned-unaligned difference in precision or recall: "
+        f"{worst['max_abs']:.3f} ({worst['language']}, {worst['category']}); "
+        f"{int((d['max_abs'] > 0.10).sum())} of {len(d)} language x category pairs above 0.10"
+    )
+
+
 def render_agreement(result: Any) -> None:
-    """``alignbf code agree``: one row per language and category."""
-    table = Table(title="Lexicon vs human codes, and coder reliability (95% bootstrap CIs)")
-    for col in ("language", "category", "n", "F1", "kappa", "coder kappa", "alpha"):
-        table.add_column(col, justify="left" if col in ("language", "category") else "right")
+    """``alignbf code agree``: one row per language, category and instrument."""
+    table = Table(title="Instruments vs human codes, and coder reliability (95% bootstrap CIs)")
+    left = ("language", "category", "instrument")
+    for col in (*left, "n", "F1", "kappa", "coder kappa", "alpha"):
+        table.add_column(col, justify="left" if col in left else "right")
 
     def ci(row: Any, name: str) -> str:
         return f"{_num(row[name])} [{_num(row[name + '_low'])}, {_num(row[name + '_high'])}]"
 
     for row in result.table.to_dict("records"):
         table.add_row(
-            row["language"], row["category"], str(row["n"]), ci(row, "f1"), ci(row, "kappa"),
-            ci(row, "coder_kappa"), ci(row, "alpha"),
+            row["language"], row["category"], row["instrument"], str(row["n"]), ci(row, "f1"),
+            ci(row, "kappa"), ci(row, "coder_kappa"), ci(row, "alpha"),
         )  # fmt: skip
     console.print(table)
     for path in result.paths:

@@ -48,6 +48,14 @@ def serve_synthetic(
     reject_response_format: Annotated[
         str | None, typer.Option(help="Comma list of response_format types to answer 400.")
     ] = None,
+    context_tokens: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Context window in tokens (0 = none): a longer prompt plus max_tokens "
+            "is answered 400 context_length_exceeded.",
+        ),
+    ] = 0,
     batch_api: Annotated[bool, typer.Option(help="Serve the batch API (/v1/batches).")] = True,
     batch_expire: Annotated[
         str | None, typer.Option(help="Comma list of batch job numbers that expire.")
@@ -75,6 +83,10 @@ def serve_synthetic(
     quota_window_s: Annotated[
         float, typer.Option(min=0.001, help="Length of a quota window in seconds.")
     ] = 1.0,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve HTTPS with this PEM certificate (and --tls-key).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The PEM key of --tls-cert.")] = None,
 ) -> None:
     """Serve the synthetic model as an OpenAI-compatible API, with faults (tests, benchmarks)."""
     from contextlib import suppress
@@ -105,6 +117,7 @@ def serve_synthetic(
         judge_error_rate=judge_error_rate,
         content_filter_rate=content_filter_rate,
         reject_response_format=parse_response_formats(reject_response_format),
+        context_tokens=context_tokens,
         quota_requests=quota_requests,
         quota_window_s=quota_window_s,
         batch_api=batch_api,
@@ -116,6 +129,8 @@ def serve_synthetic(
             batch_stray_lines,
             fault_seed,
         ),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     with suppress(KeyboardInterrupt):
         serve(options, ready)

@@ -11,7 +11,8 @@ from alignbf import __version__
 from alignbf.config.study import Study
 from alignbf.config.yamlfile import read_text
 from alignbf.engine.grid import canonical_hash
-from alignbf.errors import ConfigError, StoreError
+from alignbf.errors import ConfigError
+from alignbf.store.guard import refuse_foreign_dir
 from alignbf.store.store import Store, write_manifest
 
 
@@ -42,9 +43,7 @@ def open_run(
     study: Study, config_path: Path, run_dir: Path, backend_name: str, extra: dict[str, Any]
 ) -> Store:
     """Open (or create) a run directory for this study; refuse one holding another config."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise StoreError(f"{run_dir}: exists and is not a directory")
-    _refuse_foreign_dir(run_dir)
+    refuse_foreign_dir(run_dir, "--run-dir")
     store = Store(run_dir)
     config_text = read_text(config_path)
     stored = store.get("config")
@@ -67,24 +66,6 @@ def open_run(
         store.set_fact("backend", backend_name)
     write_manifest(run_dir, _manifest(study, config_path, backend_name, extra))
     return store
-
-
-def _refuse_foreign_dir(run_dir: Path) -> None:
-    """Refuse to start a run inside a directory of other files (or the current directory)."""
-    if not run_dir.is_dir() or (run_dir / "run.sqlite").exists():
-        return
-    if run_dir.resolve() == Path.cwd().resolve():
-        raise StoreError(
-            f"--run-dir {str(run_dir)!r}: the current directory is not a run directory; "
-            "name a new one, e.g. runs/NAME"
-        )
-    others = sorted(p.name for p in run_dir.iterdir() if p.name != ".lock")
-    if others:
-        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-        raise StoreError(
-            f"{run_dir}: not a run directory and not empty ({len(others)} entries: {shown}); "
-            "name a new or empty directory for the run"
-        )
 
 
 def default_run_dir(study: Study, backend_name: str) -> Path:

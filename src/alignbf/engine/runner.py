@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alignbf.config.prompts import load_prompts
+from alignbf.config.prompts import check_prompts, load_prompts
 from alignbf.config.study import Budget, load_study
 from alignbf.engine.conversation import Conversation
 from alignbf.engine.grid import SimSpec, canonical_hash, expand, parse_shard, shard
@@ -34,6 +34,7 @@ from alignbf.errors import (
     ContextLengthError,
     TransientEndpointError,
 )
+from alignbf.store.rows import AttemptRow, CallRow
 from alignbf.store.store import TERMINAL, Store
 from alignbf.testing import crashpoints
 from alignbf.transport.backend import Backend, ChatRequest, Completion
@@ -170,8 +171,17 @@ class Runner:
         if hasattr(backend, "bind_store"):  # the batching backend records its jobs here
             backend.bind_store(store)
 
-    def _attempt_failed(self, *row: Any) -> None:
-        self.store.log_attempt(row)
+    def _attempt_failed(
+        self,
+        sim_id: str,
+        agent: int,
+        turn: int,
+        endpoint: str,
+        status: str,
+        detail: str,
+        latency_s: float,
+    ) -> None:
+        self.store.log_attempt(AttemptRow(sim_id, agent, turn, endpoint, status, detail, latency_s))
         self.progress.attempts_failed += 1
         self.on_progress(self.progress)
 
@@ -180,7 +190,7 @@ class Runner:
         key = cache_key(endpoint, request, digest)
         if request.sim_id in self._resumable and (row := self.store.cached(key)) is not None:
             self.progress.cache_hits += 1
-            return Completion(text=row[7], finish_reason=row[8] or "stop")
+            return Completion(text=row.response, finish_reason=row.finish_reason or "stop")
         if self.stop_reason:
             raise BudgetExceeded(self.stop_reason)
         self.budget.check()
@@ -205,26 +215,26 @@ class Runner:
         else:
             p.cost_usd += completion.cost_usd
         await self.store.put_call(
-            (
-                key,
-                request.sim_id,
-                request.agent,
-                request.turn,
-                endpoint,
-                request.model,
-                completion.model,
-                completion.text,
-                completion.finish_reason,
-                completion.prompt_tokens,
-                completion.completion_tokens,
-                completion.latency_s,
-                completion.attempts,
-                completion.cost_usd,
-                completion.system_fingerprint,
-                ",".join(completion.flags),
-                time.time(),
-                completion.cached_tokens,
-                completion.cache_write_tokens,
+            CallRow(
+                cache_key=key,
+                sim_id=request.sim_id,
+                agent=request.agent,
+                turn=request.turn,
+                endpoint=endpoint,
+                model=request.model,
+                resolved_model=completion.model,
+                response=completion.text,
+                finish_reason=completion.finish_reason,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                latency_s=completion.latency_s,
+                attempts=completion.attempts,
+                cost_usd=completion.cost_usd,
+                system_fingerprint=completion.system_fingerprint,
+                flags=",".join(completion.flags),
+                created_at=time.time(),
+                cached_tokens=completion.cached_tokens,
+                cache_write_tokens=completion.cache_write_tokens,
             )
         )
         self.on_progress(p)
@@ -389,6 +399,7 @@ def run_study(
 
     config_path = find_config(config)
     study = load_study(config_path)
+    check_prompts(study.factors.languages)  # before the run directory is made
     specs = select(expand(study, seed_salt=seed_salt), shard_text, limit)
     run_dir = run_dir or default_run_dir(study, backend_name)
     extra = {**(manifest_extra or {}), "lock_root": seed_salt or None}

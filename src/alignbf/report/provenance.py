@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from alignbf.store.schema import columns
+from alignbf.store import reader
 from alignbf.store.store import Store
 
 if TYPE_CHECKING:
@@ -83,26 +83,8 @@ def models_used(run_dir: Path) -> pd.DataFrame:
         provider's prompt cache / prompt tokens, over the calls that reported it;
         "not reported" otherwise) and ``cost_usd`` ("unknown" when any call has no price).
     """
-    store = Store(run_dir, readonly=True)
-    try:
-        reported = "cached_tokens" in columns(store.conn, "calls")
-        cache = (
-            "sum(cached_tokens) AS cached, "
-            "sum(prompt_tokens) FILTER (WHERE cached_tokens IS NOT NULL) AS reported, "
-            if reported
-            else "NULL AS cached, NULL AS reported, "
-        )
-        frame = pd.read_sql_query(
-            "SELECT model, coalesce(resolved_model, '') AS resolved_model, endpoint, "
-            "coalesce(group_concat(DISTINCT system_fingerprint), '') AS system_fingerprints, "
-            "count(*) AS calls, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
-            f"coalesce(sum(completion_tokens), 0) AS completion_tokens, {cache}"
-            "sum(cost_usd) AS cost, sum(cost_usd IS NULL) AS unpriced "
-            "FROM calls GROUP BY model, resolved_model, endpoint ORDER BY model, endpoint",
-            store.conn,
-        )
-    finally:
-        store.close()
+    with Store(run_dir, readonly=True) as store:
+        frame = reader.usage_by_model(store)
     frame["cache_hit_share"] = [
         f"{cached / whole:.1%}" if whole and whole == whole else "not reported"
         for cached, whole in zip(frame["cached"], frame["reported"], strict=True)
@@ -121,13 +103,9 @@ def deviations(run_dir: Path) -> pd.DataFrame:
     Returns:
         Columns ``at`` (UTC, ISO 8601), ``kind`` and ``detail``, oldest first.
     """
-    store = Store(run_dir, readonly=True)
-    try:
-        rows = store.conn.execute("SELECT at, kind, detail FROM deviations ORDER BY at").fetchall()
-    finally:
-        store.close()
+    with Store(run_dir, readonly=True) as store:
+        rows = reader.deviations(store)
     stamped = [
-        (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)), kind, detail)
-        for at, kind, detail in rows
+        (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(d.at)), d.kind, d.detail) for d in rows
     ]
     return pd.DataFrame(stamped, columns=["at", "kind", "detail"])

@@ -131,7 +131,7 @@ def _judge_blocks(analysis: Analysis) -> list[Block]:
             "n": table["n"].astype(str),
             "unlabelled": table["unlabelled"].astype(str),
             "agreement": [fmt(float(v)) for v in table["agreement"]],
-            "kappa": [fmt(float(v)) for v in table["kappa"]],
+            "kappa": [_ci(r, "kappa") for r in table.itertuples()],
         }
     )
     oracle = table["comparison"].str.contains("oracle").any()
@@ -139,8 +139,9 @@ def _judge_blocks(analysis: Analysis) -> list[Block]:
         "Cohen's kappa per language and category between the lexicon (a hit, echoes left "
         "out) and the judge model, per judged utterance"
         + (", and of each against the synthetic oracle" if oracle else "")
-        + "; unlabelled utterances (judge replies that never had the expected JSON shape) "
-        "are left out and counted:"
+        + ", with 95% bootstrap CIs; unlabelled utterances (judge replies that never had the "
+        "expected JSON shape, or utterances too long for the judge's context) are left out "
+        "and counted:"
     )
     return [*blocks, ("p", text), ("table", view)]
 
@@ -158,13 +159,15 @@ def _validity_blocks(analysis: Analysis) -> list[Block]:
             ),
         ]
     table = pd.read_csv(path)
+    instrument = table.get("instrument", pd.Series("lexicon", index=table.index))
     view = pd.DataFrame(
         {
             "language": table["language"],
             "category": table["category"],
+            "instrument": instrument,
             "n": table["n"].astype(str),
             "F1": [_ci(r, "f1") for r in table.itertuples()],
-            "kappa (lexicon vs coders)": [_ci(r, "kappa") for r in table.itertuples()],
+            "kappa (vs coders)": [_ci(r, "kappa") for r in table.itertuples()],
             "coder kappa": [_ci(r, "coder_kappa") for r in table.itertuples()],
             "alpha": [_ci(r, "alpha") for r in table.itertuples()],
         }
@@ -173,8 +176,9 @@ def _validity_blocks(analysis: Analysis) -> list[Block]:
         *blocks,
         (
             "p",
-            "The lexicon against human codes (the coders' majority or an adjudicated file), "
-            "and the coders' reliability, with 95% bootstrap CIs:",
+            "The lexicon (and the judge model, where the run has one) against human codes "
+            "(the coders' majority or an adjudicated file), and the coders' reliability, "
+            "with 95% bootstrap CIs:",
         ),
         ("table", view),
     ]

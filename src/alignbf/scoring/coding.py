@@ -16,7 +16,9 @@ categories it finds, or none), so rare outcomes are present: each stratum is shu
   codebook (``data/codebook/<lang>.md``) and the alignbf version.
 
 :func:`read_codes` reads a coded file back, refusing with one line (file and row) a file
-whose ids or columns do not match the sample or whose codes are not 0/1.
+whose ids or columns do not match the sample or whose codes are not 0/1;
+:func:`judge_codes` gives the judge's labels of the sampled utterances, for a run that has
+a judge.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ from alignbf import __version__
 from alignbf.config import assets
 from alignbf.config.study import EchoFilter
 from alignbf.errors import AnalysisError, ConfigError
+from alignbf.scoring.judge import label_frame
 from alignbf.scoring.lexicon import CATEGORIES, instruction_echo, load_lexicon
 from alignbf.scoring.scores import study_of
+from alignbf.store import reader
 from alignbf.store.store import Store, write_atomic
 
 SAMPLE_COLUMNS = ["id", "language", "channel", "context", "text", *CATEGORIES, "note"]
@@ -62,12 +66,7 @@ def codebook_file(language: str) -> Path:
 
 
 def _utterances(store: Store) -> pd.DataFrame:
-    frame = pd.read_sql_query(
-        "SELECT m.sim_id, m.turn, m.agent, m.channel, m.text, s.language, s.alignment_ratio, "
-        "s.individuation_ratio, s.model, s.spec FROM messages m JOIN simulations s "
-        "USING (sim_id) WHERE s.status = 'ok' ORDER BY m.sim_id, m.turn, m.agent",
-        store.conn,
-    )
+    frame = reader.coding_messages(store)
     if frame.empty:
         raise AnalysisError(f"{store.dir}: no message of an ok simulation to sample")
     return frame
@@ -183,11 +182,8 @@ def sample_run(run_dir: Path, per_language: int, seed: int = 0) -> CodingSample:
     """Draw and write a coding sample of a run (read-only on the store)."""
     if not (run_dir / "run.sqlite").exists():
         raise AnalysisError(f"{run_dir}: not a run directory (no run.sqlite)")
-    store = Store(run_dir, readonly=True)
-    try:
+    with Store(run_dir, readonly=True) as store:
         drawn = draw_sample(store, per_language, seed, study_of(store).scoring.echo)
-    finally:
-        store.close()
     drawn.paths = write_sample(run_dir, drawn)
     return drawn
 
@@ -198,6 +194,41 @@ def read_key(run_dir: Path) -> pd.DataFrame:
     if not path.exists():
         raise AnalysisError(f"{run_dir}: no coding sample; run `alignbf code sample {run_dir}`")
     return pd.read_csv(path)
+
+
+def hit_channels(run_dir: Path) -> tuple[str, ...]:
+    """The channels whose hits a run's scores count (its recorded ``scoring.hit_channels``)."""
+    with Store(run_dir, readonly=True) as store:
+        return tuple(study_of(store).scoring.hit_channels)
+
+
+def judge_codes(run_dir: Path, key: pd.DataFrame) -> pd.DataFrame | None:
+    """The judge's labels of a sample's utterances, in the order of ``key``; None when
+    the run's ``scoring.instrument`` is the lexicon alone.
+
+    Columns: ``judged`` (the utterance is one the judge labels: a hit channel of an ``ok``
+    simulation), ``labelled``, ``reason`` and the judge's 0/1 per category (NaN when not
+    labelled).
+
+    Raises:
+        AnalysisError: a sampled utterance the judge labels has no label yet.
+    """
+    with Store(run_dir, readonly=True) as store:
+        study = study_of(store)
+        if study.scoring.instrument == "lexicon":
+            return None
+        labels = label_frame(store, study)
+    keys = ["sim_id", "turn", "agent", "channel"]
+    wanted = labels[[*keys, "labelled", "reason", *CATEGORIES]]
+    merged = key[keys].merge(wanted, on=keys, how="left", indicator=True)
+    merged["judged"] = merged.pop("_merge") == "both"
+    missing = int((merged["judged"] & merged["labelled"].isna()).sum())
+    if missing:
+        raise AnalysisError(
+            f"{run_dir}: {missing} of the {int(merged['judged'].sum())} sampled utterances the "
+            f"judge labels have no label yet; run `alignbf score {run_dir}` first"
+        )
+    return merged.drop(columns=keys)
 
 
 def read_codes(path: Path, ids: list[str]) -> pd.DataFrame:

@@ -9,9 +9,13 @@ the judge model, its sampling and the attempt number; it is committed before its
 is used, so a resume sends no request for a label already stored.
 
 A reply that is not JSON of the expected shape is asked again (a new attempt, a new seed)
-up to ``judge.max_attempts`` requests; then the utterance is recorded as *unlabelled*:
-counted and reported, never guessed. Labels are read back from the stored replies, so
-``alignbf analyze`` needs no model once every utterance is judged.
+up to ``judge.max_attempts`` requests; then the utterance is recorded as *unlabelled*
+(reason ``unparseable``): counted and reported, never guessed. A request the endpoint
+refuses because the rubric and the utterance exceed the judge model's context length can
+never be answered, whatever the seed: it is recorded at once (``Store.record_unlabelled``)
+and the utterance is unlabelled with reason ``context_length``, so a resume does not send
+it again. Labels are read back from the stored replies and those records, so ``alignbf
+analyze`` needs no model once every utterance is judged.
 """
 
 from __future__ import annotations
@@ -39,11 +43,15 @@ from alignbf.transport.backend import Backend, ChatRequest, Completion
 
 JUDGE_FLAG = "judge"
 """Flag of a judge call in the calls table."""
-JUDGE_VERSION = "1.0.0"
+JUDGE_VERSION = "1.1.0"
 ENDPOINT_FACT = "judge_endpoint"
 """Run fact: the endpoint id the judge was last called on (keys of stored labels)."""
-LABEL_COLUMNS = ["sim_id", "turn", "agent", "channel", "language", "labelled", "requests",
-                 *JUDGE_CATEGORIES]  # fmt: skip
+UNPARSEABLE = "unparseable"
+"""Why an utterance is unlabelled: no reply of its ``max_attempts`` had the expected shape."""
+CONTEXT_LENGTH = "context_length"
+"""Why an utterance is unlabelled: with the rubric it exceeds the judge model's context."""
+LABEL_COLUMNS = ["sim_id", "turn", "agent", "channel", "language", "labelled", "reason",
+                 "requests", *JUDGE_CATEGORIES]  # fmt: skip
 
 Utterance = tuple[str, int, int, str, str, str]
 """(sim_id, turn, agent, channel, language, text)."""
@@ -60,7 +68,10 @@ class JudgeResult:
     """Utterances whose final reply was already stored when the pass began."""
     labelled: int = 0
     unlabelled: int = 0
-    """Utterances whose every reply failed the expected JSON shape."""
+    """Utterances the judge gave no label: every reply failed the expected JSON shape, or
+    the request exceeded the judge's context length (``context_length`` of them)."""
+    context_length: int = 0
+    """Unlabelled utterances that, with the rubric, exceed the judge model's context."""
     unjudged: int = 0
     """Utterances left without a final reply (budget, endpoint failures): a resume judges them."""
     stopped: str | None = None
@@ -95,15 +106,9 @@ class _Flagged:
 def utterances(store: Store, study: Study) -> list[Utterance]:
     """The utterances the judge labels: agents' messages of ``ok`` simulations in the
     hit channels, in a stable order."""
-    channels = list(study.scoring.hit_channels)
-    rows = store.conn.execute(
-        "SELECT m.sim_id, m.turn, m.agent, m.channel, s.language, m.text FROM messages m "
-        "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0 AND "
-        f"m.channel IN ({', '.join('?' * len(channels))}) ORDER BY s.idx, m.turn, m.agent, "
-        "m.channel",
-        channels,
-    )
-    return [(str(a), int(b), int(c), str(d), str(e), str(f)) for a, b, c, d, e, f in rows]
+    from alignbf.store.reader import judge_utterances
+
+    return judge_utterances(store, list(study.scoring.hit_channels))
 
 
 def judge_seed(judge: Judge, utterance: Utterance, attempt: int) -> int:
@@ -140,35 +145,48 @@ def judge_request(
 class _Labeller:
     """Walks each utterance's attempts through the stored replies, then the judge."""
 
-    def __init__(self, study: Study, endpoint: str, stored: dict[str, str]) -> None:
+    def __init__(
+        self, study: Study, endpoint: str, stored: dict[str, str], refused: dict[str, str]
+    ) -> None:
         assert study.scoring.judge is not None
         self.judge = study.scoring.judge
         self.endpoint, self.stored = endpoint, stored
+        self.refused = refused
+        """cache_key -> reason of the requests recorded as never answerable."""
         self.already = 0
 
     def key(self, utterance: Utterance, attempt: int) -> tuple[ChatRequest, str, str]:
         request, digest = judge_request(load_rubric(utterance[4]), self.judge, utterance, attempt)
         return request, digest, cache_key(self.endpoint, request, digest)
 
-    def from_store(self, utterance: Utterance) -> tuple[dict[str, int] | None, int, bool]:
-        """(labels, requests stored, final): final is False while an attempt is missing."""
+    def from_store(self, utterance: Utterance) -> tuple[dict[str, int] | None, int, str | None]:
+        """(labels, requests made, reason): labels when labelled, else the reason it is
+        unlabelled; neither while an attempt is still to be made."""
         for attempt in range(self.judge.max_attempts):
-            reply = self.stored.get(self.key(utterance, attempt)[2])
+            key = self.key(utterance, attempt)[2]
+            reply = self.stored.get(key)
             if reply is None:
-                return None, attempt, False
+                reason = self.refused.get(key)
+                return None, attempt + (reason is not None), reason
             labels = parse_labels(reply)
             if labels is not None:
-                return labels, attempt + 1, True
-        return None, self.judge.max_attempts, True
+                return labels, attempt + 1, None
+        return None, self.judge.max_attempts, UNPARSEABLE
 
     async def label(self, runner: Runner, utterance: Utterance) -> dict[str, int] | None:
-        labels, start, final = self.from_store(utterance)
-        if final:
+        labels, start, reason = self.from_store(utterance)
+        if labels is not None or reason is not None:
             self.already += 1
             return labels
         for attempt in range(start, self.judge.max_attempts):
             request, digest, key = self.key(utterance, attempt)
-            completion = await runner.ask(request, digest)
+            try:
+                completion = await runner.ask(request, digest)
+            except ContextLengthError as exc:
+                # another seed cannot shorten the prompt: record it, ask no more
+                runner.store.record_unlabelled(key, utterance[:4], CONTEXT_LENGTH, str(exc))
+                self.refused[key] = CONTEXT_LENGTH
+                return None
             self.stored[key] = completion.text
             labels = parse_labels(completion.text)
             if labels is not None:
@@ -180,18 +198,20 @@ def label_frame(store: Store, study: Study, endpoint: str | None = None) -> pd.D
     """The stored judge labels, one row per utterance (see ``LABEL_COLUMNS``).
 
     ``labelled`` is True for a valid reply, False for an unlabelled utterance (category
-    columns NaN) and NA when the utterance has not been judged yet.
+    columns NaN; ``reason`` is ``unparseable`` or ``context_length``) and NA when the
+    utterance has not been judged yet.
     """
     endpoint = endpoint or store.get(ENDPOINT_FACT)
     items = utterances(store, study)
     stored = store.flagged_responses(JUDGE_FLAG) if endpoint else {}
-    labeller = _Labeller(study, endpoint or "", stored)
+    refused = store.unlabelled_requests() if endpoint else {}
+    labeller = _Labeller(study, endpoint or "", stored, refused)
     rows = []
     for u in items:
-        labels, requests, final = labeller.from_store(u)
-        state: bool | None = (labels is not None) if final else None
+        labels, requests, reason = labeller.from_store(u)
+        state = True if labels is not None else (False if reason is not None else None)
         values = [labels[c] if labels else None for c in JUDGE_CATEGORIES]
-        rows.append((u[0], u[1], u[2], u[3], u[4], state, requests, *values))
+        rows.append((u[0], u[1], u[2], u[3], u[4], state, reason, requests, *values))
     frame = pd.DataFrame(rows, columns=LABEL_COLUMNS)
     for c in JUDGE_CATEGORIES:
         frame[c] = frame[c].astype(float)
@@ -205,7 +225,9 @@ async def _judge(
     flagged = _Flagged(backend)
     endpoint = flagged.endpoint_id(study.scoring.judge.model)
     store.set_fact(ENDPOINT_FACT, endpoint)
-    labeller = _Labeller(study, endpoint, store.flagged_responses(JUDGE_FLAG))
+    labeller = _Labeller(
+        study, endpoint, store.flagged_responses(JUDGE_FLAG), store.unlabelled_requests()
+    )
     items = utterances(store, study)
     result.utterances = len(items)
     runner = Runner(store, flagged, study.budget, concurrency)
@@ -220,7 +242,7 @@ async def _judge(
                 await labeller.label(runner, utterance)
             except BudgetExceeded as exc:
                 result.stopped = result.stopped or str(exc)
-            except (TransientEndpointError, ContextLengthError):
+            except TransientEndpointError:
                 continue
 
     try:
@@ -259,6 +281,7 @@ def judge_store(
     result.labelled = int((labels["labelled"] == True).sum())  # noqa: E712
     result.unlabelled = int((labels["labelled"] == False).sum())  # noqa: E712
     result.unjudged = int(labels["labelled"].isna().sum())
+    result.context_length = int((labels["reason"] == CONTEXT_LENGTH).sum())
     return result
 
 

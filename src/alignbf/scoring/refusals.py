@@ -173,18 +173,10 @@ def simulation_refusals(store: Store) -> pd.DataFrame:
     """
     import pandas as pd
 
-    rows = store.conn.execute(
-        "SELECT m.sim_id, s.language, group_concat(m.text, char(10)) FROM messages m "
-        "JOIN simulations s USING (sim_id) WHERE m.agent >= 0 "
-        "GROUP BY m.sim_id, m.turn, m.agent"
-    )
-    counts = reply_refusals(rows)
-    filtered = dict(
-        store.conn.execute(
-            "SELECT sim_id, count(*) FROM calls WHERE finish_reason = 'content_filter' "
-            "GROUP BY sim_id"
-        ).fetchall()
-    )
+    from alignbf.store.reader import content_filter_calls, reply_texts
+
+    counts = reply_refusals(reply_texts(store))
+    filtered = content_filter_calls(store)
     frame = pd.DataFrame(
         [(sim_id, n, k) for sim_id, (n, k) in counts.items()],
         columns=["sim_id", "replies", "refusals"],

@@ -48,20 +48,13 @@ from alignbf.scoring.measures import (
     simulation_measures,
 )
 from alignbf.scoring.refusals import REFUSALS_VERSION, refusal_hashes, refusal_scores
+from alignbf.store import reader
 from alignbf.store.export import write_tables
 from alignbf.store.store import Store
 from alignbf.testing import crashpoints
 from alignbf.transport.backend import Backend
 
 SCORED_STATUSES = ("ok",)
-DESIGN_COLUMNS = [
-    "sim_id",
-    "language",
-    "alignment_ratio",
-    "individuation_ratio",
-    "model",
-    "replicate",
-]
 
 
 @dataclass
@@ -109,12 +102,7 @@ def study_of(store: Store) -> Study:
 
 
 def _design(store: Store) -> tuple[pd.DataFrame, pd.DataFrame]:
-    sims = pd.read_sql_query(
-        f"SELECT {', '.join(DESIGN_COLUMNS)}, spec FROM simulations WHERE status IN "
-        f"({', '.join('?' * len(SCORED_STATUSES))}) ORDER BY idx",
-        store.conn,
-        params=SCORED_STATUSES,
-    )
+    sims = reader.design_frame(store, SCORED_STATUSES)
     agents = []
     for sim_id, spec in zip(sims["sim_id"], sims["spec"], strict=True):
         parsed = json.loads(spec)
@@ -128,13 +116,8 @@ def _design(store: Store) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def fingerprint(store: Store, study: Study, languages: list[str]) -> str:
     """sha256 of everything the scores of a run depend on."""
-    placeholders = ", ".join("?" * len(SCORED_STATUSES))
-    sims = store.conn.execute(
-        f"SELECT count(*), total(finished_at), total(runs), group_concat(sim_id) FROM "
-        f"(SELECT * FROM simulations WHERE status IN ({placeholders}) ORDER BY sim_id)",
-        SCORED_STATUSES,
-    ).fetchone()
-    messages = store.conn.execute("SELECT count(*), total(length(text)) FROM messages").fetchone()
+    sims = reader.finished_state(store, SCORED_STATUSES)
+    messages = reader.message_totals(store)
     inputs = {
         "simulations": list(sims),
         "messages": list(messages),
@@ -151,14 +134,12 @@ def fingerprint(store: Store, study: Study, languages: list[str]) -> str:
         "refusals": [REFUSALS_VERSION, refusal_hashes(languages)],
     }
     if study.scoring.instrument != "lexicon":
-        judge_calls = store.conn.execute(
-            "SELECT count(*), total(length(response)) FROM calls WHERE ',' || flags || ',' LIKE ?",
-            (f"%,{JUDGE_FLAG},%",),
-        ).fetchone()
+        judge_calls = reader.flagged_call_totals(store, JUDGE_FLAG)
         inputs["judge"] = {
             "version": JUDGE_VERSION,
             "calls": list(judge_calls),
             "endpoint": store.get("judge_endpoint"),
+            "unanswerable": len(store.unlabelled_requests()),
             "rubrics": {lang: load_rubric(lang).digest for lang in sorted(languages)},
         }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
@@ -205,10 +186,7 @@ def compute_scores(store: Store, study: Study | None = None) -> Scores:
     sims, agent_design = _design(store)
     if sims.empty:
         raise AnalysisError(f"{store.dir}: no simulation with status ok to score")
-    rows = store.conn.execute(
-        "SELECT m.sim_id, m.agent, m.channel, s.language, m.text, m.turn FROM messages m "
-        "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0"
-    ).fetchall()
+    rows = reader.scored_messages(store)
     messages = count_messages((r[:5] for r in rows), study.scoring.echo.table())
     crashpoints.reached("during_scoring")
     messages.insert(1, "turn", [r[5] for r in rows])
@@ -305,8 +283,7 @@ def score_store(
     digest = fingerprint(store, study, sorted(set(sims["language"])))
     if reuse and (stored := _stored(store, digest)) is not None:
         return stored
-    with store.transaction() as conn:
-        conn.execute("DELETE FROM run WHERE key = 'scores_fingerprint'")
+    store.clear_fact("scores_fingerprint")
     scores = compute_scores(store, study)
     if scores.labels is None:
         scores.paths = _write(store, scores.simulations, scores.agents)
@@ -335,15 +312,7 @@ def _write_tables(store: Store, tables: list[tuple[str, str, pd.DataFrame]]) -> 
     out = store.dir / "scores"
     out.mkdir(exist_ok=True)
     paths = []
-    with store.transaction() as conn:
-        for name, _, frame in tables:
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
-            columns = ", ".join(f'"{c}"' for c in frame.columns)
-            conn.execute(f"CREATE TABLE {name} ({columns})")
-            conn.executemany(
-                f"INSERT INTO {name} VALUES ({', '.join('?' * len(frame.columns))})",
-                frame.astype(object).where(frame.notna(), None).itertuples(index=False),
-            )
+    store.replace_tables([(name, frame) for name, _, frame in tables])
     for _, name, frame in tables:
         paths += write_tables(frame, out, name)
     return paths
@@ -359,11 +328,8 @@ def score_run(
     """
     if not (run_dir / "run.sqlite").exists():
         raise AnalysisError(f"{run_dir}: not a run directory (no run.sqlite)")
-    store = Store(run_dir)
-    try:
+    with Store(run_dir) as store:
         return score_store(store, reuse, backend, concurrency)
-    finally:
-        store.close()
 
 
 def load_scores(run_dir: Path, instrument: str | None = None) -> Scores:

@@ -23,8 +23,7 @@ def run_status(run_dir: Path) -> dict[str, Any]:
     ``cached_tokens`` is None when no call reported its prompt-cache reads, and
     ``cache_share`` is cached / prompt tokens over the calls that did.
     """
-    store = Store(run_dir, readonly=True)
-    try:
+    with Store(run_dir, readonly=True) as store:
         c = store.conn
         cells = [
             dict(
@@ -54,8 +53,6 @@ def run_status(run_dir: Path) -> dict[str, Any]:
         totals = dict(c.execute("SELECT status, count(*) FROM simulations GROUP BY status"))
         study = store.get("study")
         backend = store.get("backend")
-    finally:
-        store.conn.close()
     return {
         "run_dir": str(run_dir),
         "study": study,
@@ -112,8 +109,7 @@ def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
     import pandas as pd
 
     out = out or run_dir / "export"
-    store = Store(run_dir, readonly=True)
-    try:
+    with Store(run_dir, readonly=True) as store:
         out.mkdir(parents=True, exist_ok=True)
         lines = [json.dumps(t, ensure_ascii=False, sort_keys=True) for t in transcripts(store)]
         paths = [out / "transcripts.jsonl"]
@@ -124,6 +120,4 @@ def export_run(run_dir: Path, out: Path | None = None) -> list[Path]:
         ):
             frame = pd.read_sql_query(f"SELECT * FROM {table} ORDER BY {order}", store.conn)
             paths += write_tables(frame, out, table)
-    finally:
-        store.conn.close()
     return paths

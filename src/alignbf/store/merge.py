@@ -2,15 +2,18 @@
 
 Shards must hold the same study config, backend and preregistration salt; a
 simulation present in several shards keeps its most advanced record (a terminal
-status wins over an unfinished one). Responses and attempts are all kept.
+status wins over an unfinished one). Responses, attempts and the judge requests recorded
+as never answerable are all kept.
 """
 
 from __future__ import annotations
 
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 
 from alignbf.errors import ConfigError
+from alignbf.store.guard import refuse_foreign_dir
 from alignbf.store.store import TERMINAL, Store
 
 IDENTITY_KEYS = ("config", "backend", "seed_salt")
@@ -23,21 +26,24 @@ def _identity(store: Store) -> tuple[str | None, ...]:
 def merge_runs(sources: list[Path], into: Path) -> int:
     """Merge shard runs into ``into`` (created, or extended if it is a run of the same study).
 
+    ``into`` is guarded as ``run --run-dir`` is: a file, the current directory or a
+    directory of other files is refused before anything is written.
+
     Returns:
         The number of simulations in the merged run.
     """
     if not sources:
         raise ConfigError("merge: name at least one run directory")
-    readers = [Store(s, readonly=True) for s in sources]
-    try:
+    refuse_foreign_dir(into, "--into")
+    with ExitStack() as stack:
+        readers = [stack.enter_context(Store(s, readonly=True)) for s in sources]
         identities = {_identity(r) for r in readers}
         if len(identities) != 1:
             raise ConfigError(
                 "merge: the runs hold different configs, backends or preregistration locks; "
                 "only shards of one study can be merged"
             )
-        target = Store(into)
-        try:
+        with Store(into) as target:
             own = _identity(target)
             if own[0] is not None and own not in identities:
                 raise ConfigError(f"{into}: holds a run of a different config")
@@ -52,12 +58,7 @@ def merge_runs(sources: list[Path], into: Path) -> int:
             manifest = sources[0] / "manifest.json"
             if manifest.exists():
                 shutil.copyfile(manifest, into / "manifest.json")
-            return int(target.conn.execute("SELECT count(*) FROM simulations").fetchone()[0])
-        finally:
-            target.close()
-    finally:
-        for r in readers:
-            r.conn.close()
+            return len(target.statuses())
 
 
 def _copy(target: Store, db: Path) -> None:
@@ -78,6 +79,12 @@ def _copy(target: Store, db: Path) -> None:
                 "WHERE s.status = t.status"
             )
             c.execute("INSERT OR IGNORE INTO calls SELECT * FROM src.calls")
+            if c.execute(
+                "SELECT 1 FROM src.sqlite_master WHERE name = 'judge_unlabelled'"
+            ).fetchone():
+                c.execute(
+                    "INSERT OR IGNORE INTO judge_unlabelled SELECT * FROM src.judge_unlabelled"
+                )
             c.execute(
                 "INSERT INTO attempts (sim_id, agent, turn, endpoint, status, detail, latency_s, "
                 "at) SELECT sim_id, agent, turn, endpoint, status, detail, latency_s, at "

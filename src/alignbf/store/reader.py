@@ -1,8 +1,12 @@
-"""Read-only queries on a run directory for viewers and watchers.
+"""Read-only queries on a run: what viewers, watchers, scoring, analysis, reports and
+exports read from a store, one named function per question.
 
-A runner in another process may be writing while these run: every call opens the
-database read-only (no lock, nothing written), and an unreadable database or a
-directory that is not a run is one :class:`~alignbf.errors.StoreError` line.
+A runner in another process may be writing while these run: the viewers' and watchers'
+calls open the database read-only (no lock, nothing written), and an unreadable
+database or a directory that is not a run is one :class:`~alignbf.errors.StoreError`
+line. The other functions take an open :class:`~alignbf.store.store.Store` (read-only
+or not) and return typed tuples, row dataclasses (:mod:`alignbf.store.rows`) or pandas
+DataFrames whose columns are named in their docstrings.
 """
 
 from __future__ import annotations
@@ -11,18 +15,27 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alignbf.errors import StoreError
+from alignbf.store.rows import Deviation
+from alignbf.store.schema import columns
 from alignbf.store.store import TERMINAL, Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SIM_COLUMNS = (
     "sim_id", "idx", "language", "alignment_ratio", "individuation_ratio", "model",
     "replicate", "status", "format_failures", "replies", "error", "runs", "finished_at",
 )  # fmt: skip
+CELL_COLUMNS = ("language", "alignment_ratio", "individuation_ratio", "model")
+"""The factors that make a cell of the design."""
+DESIGN_COLUMNS = ("sim_id", *CELL_COLUMNS, "replicate")
+"""A simulation's place in the design: its id, its cell and its replicate."""
 
 
 @contextmanager
@@ -97,6 +110,239 @@ def first_talk(store: Store, sim_ids: list[str]) -> dict[str, tuple[int, int, st
     return out
 
 
+def _frame(store: Store, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.read_sql_query(sql, store.conn, params=params)
+
+
+# -- simulations -------------------------------------------------------------------------
+def simulation_frame(store: Store) -> pd.DataFrame:
+    """Every simulation (``SIM_COLUMNS``), in grid order."""
+    return _frame(store, f"SELECT {', '.join(SIM_COLUMNS)} FROM simulations ORDER BY idx")
+
+
+def design_frame(store: Store, statuses: Sequence[str]) -> pd.DataFrame:
+    """``DESIGN_COLUMNS`` and ``spec`` (JSON) of the simulations in ``statuses``, in grid
+    order."""
+    return _frame(
+        store,
+        f"SELECT {', '.join(DESIGN_COLUMNS)}, spec FROM simulations WHERE status IN "
+        f"({', '.join('?' * len(statuses))}) ORDER BY idx",
+        statuses,
+    )
+
+
+def finished_state(store: Store, statuses: Sequence[str]) -> tuple[int, float, float, str | None]:
+    """Of the simulations in ``statuses``: how many, the sums of their ``finished_at`` and
+    of their ``runs``, and their ids joined by commas in id order (None when there is
+    none). Changes whenever one of them is run again."""
+    row = store.conn.execute(
+        f"SELECT count(*), total(finished_at), total(runs), group_concat(sim_id) FROM "
+        f"(SELECT * FROM simulations WHERE status IN ({', '.join('?' * len(statuses))}) "
+        "ORDER BY sim_id)",
+        tuple(statuses),
+    ).fetchone()
+    return row[0], row[1], row[2], row[3]
+
+
+def cell_status_counts(store: Store) -> pd.DataFrame:
+    """Simulations per cell and status: ``CELL_COLUMNS``, ``status`` and ``n``."""
+    cell = ", ".join(CELL_COLUMNS)
+    return _frame(
+        store,
+        f"SELECT {cell}, status, count(*) AS n FROM simulations GROUP BY {cell}, status",
+    )
+
+
+def cell_replies(store: Store) -> pd.DataFrame:
+    """Every simulation that ran (status not ``pending``): ``sim_id``, ``CELL_COLUMNS``,
+    ``format_failures`` and ``replies``."""
+    return _frame(
+        store,
+        f"SELECT sim_id, {', '.join(CELL_COLUMNS)}, format_failures, replies FROM simulations "
+        "WHERE status != 'pending'",
+    )
+
+
+def ran_simulations(store: Store) -> pd.DataFrame:
+    """Every simulation that ran (status not ``pending``): ``language, model,
+    alignment_ratio, format_failures, replies, status``."""
+    return _frame(
+        store,
+        "SELECT language, model, alignment_ratio, format_failures, replies, status "
+        "FROM simulations WHERE status != 'pending'",
+    )
+
+
+# -- messages ----------------------------------------------------------------------------
+def message_frame(store: Store) -> pd.DataFrame:
+    """Every stored message with its simulation's language and spec (JSON): ``sim_id,
+    language, turn, agent, channel, recipient, text, spec``, in grid, turn and agent order."""
+    return _frame(
+        store,
+        "SELECT m.sim_id, s.language, m.turn, m.agent, m.channel, m.recipient, m.text, "
+        "s.spec FROM messages m JOIN simulations s USING (sim_id) "
+        "ORDER BY s.idx, m.turn, m.agent",
+    )
+
+
+def message_totals(store: Store) -> tuple[int, float]:
+    """How many messages are stored, and their total length in characters."""
+    row = store.conn.execute("SELECT count(*), total(length(text)) FROM messages").fetchone()
+    return row[0], row[1]
+
+
+def scored_messages(store: Store) -> list[tuple[str, int, str, str, str, int]]:
+    """``(sim_id, agent, channel, language, text, turn)`` of every agent's message (not
+    the facility's) in an ``ok`` simulation, in storage order."""
+    return store.conn.execute(
+        "SELECT m.sim_id, m.agent, m.channel, s.language, m.text, m.turn FROM messages m "
+        "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0"
+    ).fetchall()
+
+
+def judge_utterances(
+    store: Store, channels: Sequence[str]
+) -> list[tuple[str, int, int, str, str, str]]:
+    """``(sim_id, turn, agent, channel, language, text)`` of every agent's message in
+    ``channels`` of an ``ok`` simulation, in grid, turn, agent and channel order."""
+    rows = store.conn.execute(
+        "SELECT m.sim_id, m.turn, m.agent, m.channel, s.language, m.text FROM messages m "
+        "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0 AND "
+        f"m.channel IN ({', '.join('?' * len(channels))}) ORDER BY s.idx, m.turn, m.agent, "
+        "m.channel",
+        list(channels),
+    )
+    return [(str(a), int(b), int(c), str(d), str(e), str(f)) for a, b, c, d, e, f in rows]
+
+
+def hit_message_frame(store: Store, channels: Sequence[str]) -> pd.DataFrame:
+    """Every agent's message in ``channels`` of an ``ok`` simulation: ``sim_id, agent,
+    channel, text, language, spec`` (JSON), in storage order."""
+    return _frame(
+        store,
+        "SELECT m.sim_id, m.agent, m.channel, m.text, s.language, s.spec FROM messages m "
+        "JOIN simulations s USING (sim_id) WHERE s.status = 'ok' AND m.agent >= 0 "
+        f"AND m.channel IN ({', '.join('?' * len(channels))})",
+        list(channels),
+    )
+
+
+def coding_messages(store: Store) -> pd.DataFrame:
+    """Every message of an ``ok`` simulation with its cell and spec (JSON): ``sim_id, turn,
+    agent, channel, text, language, alignment_ratio, individuation_ratio, model, spec``,
+    in id, turn and agent order."""
+    return _frame(
+        store,
+        "SELECT m.sim_id, m.turn, m.agent, m.channel, m.text, s.language, s.alignment_ratio, "
+        "s.individuation_ratio, s.model, s.spec FROM messages m JOIN simulations s "
+        "USING (sim_id) WHERE s.status = 'ok' ORDER BY m.sim_id, m.turn, m.agent",
+    )
+
+
+def agent_texts(store: Store) -> dict[tuple[str, int, int, str], str]:
+    """``(sim_id, turn, agent, channel) -> text`` of every agent's message (not the
+    facility's)."""
+    return {
+        (s, t, a, c): x
+        for s, t, a, c, x in store.conn.execute(
+            "SELECT sim_id, turn, agent, channel, text FROM messages WHERE agent >= 0"
+        )
+    }
+
+
+def reply_texts(store: Store) -> list[tuple[str, str, str]]:
+    """``(sim_id, language, reply)`` of every reply: one agent's messages of one turn
+    joined by newlines (the facility's are left out)."""
+    return store.conn.execute(
+        "SELECT m.sim_id, s.language, group_concat(m.text, char(10)) FROM messages m "
+        "JOIN simulations s USING (sim_id) WHERE m.agent >= 0 "
+        "GROUP BY m.sim_id, m.turn, m.agent"
+    ).fetchall()
+
+
+# -- calls -------------------------------------------------------------------------------
+def call_frame(store: Store) -> pd.DataFrame:
+    """Every stored call without its response text: ``cache_key, sim_id, agent, turn,
+    endpoint, model, resolved_model, finish_reason, prompt_tokens, completion_tokens,
+    latency_s, attempts, cost_usd``, in id, turn and agent order."""
+    return _frame(
+        store,
+        "SELECT cache_key, sim_id, agent, turn, endpoint, model, resolved_model, "
+        "finish_reason, prompt_tokens, completion_tokens, latency_s, attempts, cost_usd "
+        "FROM calls ORDER BY sim_id, turn, agent",
+    )
+
+
+def flagged_call_totals(store: Store, flag: str) -> tuple[int, float]:
+    """How many stored calls carry ``flag``, and the total length of their responses."""
+    row = store.conn.execute(
+        "SELECT count(*), total(length(response)) FROM calls WHERE ',' || flags || ',' LIKE ?",
+        (f"%,{flag},%",),
+    ).fetchone()
+    return row[0], row[1]
+
+
+def content_filter_calls(store: Store) -> dict[str, int]:
+    """sim_id -> calls whose ``finish_reason`` is ``content_filter`` (simulations with
+    none are left out)."""
+    return dict(
+        store.conn.execute(
+            "SELECT sim_id, count(*) FROM calls WHERE finish_reason = 'content_filter' "
+            "GROUP BY sim_id"
+        ).fetchall()
+    )
+
+
+def synthetic_calls(store: Store) -> tuple[int, int]:
+    """How many calls are stored, and how many of them the synthetic model answered (its
+    system fingerprint starts ``synthetic-``)."""
+    total, synthetic = store.conn.execute(
+        "SELECT count(*), total(system_fingerprint LIKE 'synthetic-%') FROM calls"
+    ).fetchone()
+    return int(total), int(synthetic)
+
+
+def model_versions(store: Store) -> list[tuple[str, str | None, str | None]]:
+    """Distinct ``(model, resolved_model, system_fingerprint)`` of the stored calls."""
+    return store.conn.execute(
+        "SELECT DISTINCT model, resolved_model, system_fingerprint FROM calls"
+    ).fetchall()
+
+
+def usage_by_model(store: Store) -> pd.DataFrame:
+    """One row per model, resolved model and endpoint that answered calls: ``model,
+    resolved_model`` ('' when unknown), ``endpoint, system_fingerprints`` (distinct,
+    comma-separated), ``calls, prompt_tokens, completion_tokens, cached`` (prompt tokens
+    read from the prompt cache), ``reported`` (prompt tokens of the calls that said how
+    many were cached; both NULL for a run made before such counts were stored),
+    ``cost`` (sum of known prices) and ``unpriced`` (calls with no price)."""
+    cache = (
+        "sum(cached_tokens) AS cached, "
+        "sum(prompt_tokens) FILTER (WHERE cached_tokens IS NOT NULL) AS reported, "
+        if "cached_tokens" in columns(store.conn, "calls")
+        else "NULL AS cached, NULL AS reported, "
+    )
+    return _frame(
+        store,
+        "SELECT model, coalesce(resolved_model, '') AS resolved_model, endpoint, "
+        "coalesce(group_concat(DISTINCT system_fingerprint), '') AS system_fingerprints, "
+        "count(*) AS calls, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
+        f"coalesce(sum(completion_tokens), 0) AS completion_tokens, {cache}"
+        "sum(cost_usd) AS cost, sum(cost_usd IS NULL) AS unpriced "
+        "FROM calls GROUP BY model, resolved_model, endpoint ORDER BY model, endpoint",
+    )
+
+
+# -- deviations --------------------------------------------------------------------------
+def deviations(store: Store) -> list[Deviation]:
+    """The recorded deviations from the plan, oldest first."""
+    rows = store.conn.execute("SELECT at, kind, detail FROM deviations ORDER BY at")
+    return [Deviation(at, kind, detail) for at, kind, detail in rows]
+
+
+# -- watching a run ----------------------------------------------------------------------
 def live_counts(run_dir: Path) -> dict[str, Any]:
     """What a progress display shows, read from the store of a run going on elsewhere.
 

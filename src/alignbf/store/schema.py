@@ -124,6 +124,23 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        "0005_judge_unlabelled",
+        # a judge request that can never be answered (the utterance does not fit the judge's
+        # context): recorded under the request's cache key so a resume does not send it again
+        """
+        CREATE TABLE judge_unlabelled (
+            cache_key TEXT PRIMARY KEY,
+            sim_id TEXT NOT NULL,
+            agent INTEGER NOT NULL,
+            turn INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            detail TEXT,
+            at REAL NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 
 

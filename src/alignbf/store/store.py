@@ -3,8 +3,10 @@
 Tables: ``run`` (key/value facts about the run), ``simulations`` (spec and status),
 ``messages`` (turn, agent, channel, recipient, text), ``calls`` (every successful
 response, which is also the response cache), ``attempts`` (failed attempts, for
-accounting) and ``deviations``. WAL journal, ``synchronous=FULL``, one writer.
-The schema moves forward only through the named migrations of :mod:`alignbf.store.schema`.
+accounting), ``deviations`` and ``judge_unlabelled`` (judge requests that can never be
+answered, so a resume does not send them again). WAL journal, ``synchronous=FULL``, one
+writer. The schema moves forward only through the named migrations of
+:mod:`alignbf.store.schema`.
 
 A response is committed before the conversation uses it (group commit): every
 response that arrives in one turn of the event loop goes into one transaction,
@@ -25,23 +27,23 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alignbf.errors import StoreError
-from alignbf.store.schema import check_database, migrate
+from alignbf.store.rows import AttemptRow, CallRow, names, values
+from alignbf.store.schema import check_database, columns, migrate
 from alignbf.testing import crashpoints
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TERMINAL = ("ok", "invalid_output", "context_length", "failed")
 """Statuses a resume does not run again (``failed``: see ``Store.strike``)."""
-CALL_COLUMNS = (
-    "cache_key, sim_id, agent, turn, endpoint, model, resolved_model, response, finish_reason, "
-    "prompt_tokens, completion_tokens, latency_s, attempts, cost_usd, system_fingerprint, flags, "
-    "created_at, cached_tokens, cache_write_tokens"
-)
-_CALL_SLOTS = ", ".join("?" * len(CALL_COLUMNS.split(",")))
+CALL_COLUMNS = ", ".join(names(CallRow))
+_CALL_SLOTS = ", ".join("?" * len(names(CallRow)))
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -73,7 +75,11 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class Store:
-    """A run directory opened for writing by exactly one process."""
+    """A run directory opened for writing by exactly one process, or with ``readonly`` for
+    reading by any number (no lock, nothing written). A context manager: ``with Store(dir)
+    as store:`` closes it. Every SQL statement on a run lives in :mod:`alignbf.store`:
+    here, in :mod:`alignbf.store.reader` (the read-only queries) and in the batch, merge
+    and export modules beside them; rows go in and out as :mod:`alignbf.store.rows`."""
 
     def __init__(self, run_dir: Path, *, readonly: bool = False) -> None:
         self.dir = run_dir
@@ -103,7 +109,7 @@ class Store:
                 self._lock_fh.close()
                 self._lock_fh = None
             raise StoreError(f"{self.path} is not an alignbf run database ({exc})") from None
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self._pending: list[tuple[CallRow, asyncio.Future[None]]] = []
 
     def _lock(self) -> None:
         lock_path = self.dir / ".lock"
@@ -165,6 +171,11 @@ class Store:
         """Record a fact about the run."""
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO run VALUES (?, ?)", (key, value))
+
+    def clear_fact(self, key: str) -> None:
+        """Forget a fact about the run (nothing happens when it is not recorded)."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM run WHERE key = ?", (key,))
 
     def add_deviation(self, kind: str, detail: str) -> None:
         """Record a deviation from the plan, with a timestamp (once per kind and detail)."""
@@ -283,10 +294,10 @@ class Store:
             return cursor.rowcount
 
     # -- the response cache ----------------------------------------------------------
-    def cached(self, cache_key: str) -> tuple[Any, ...] | None:
+    def cached(self, cache_key: str) -> CallRow | None:
         """The stored call for a key, or None."""
         rows = self._query(f"SELECT {CALL_COLUMNS} FROM calls WHERE cache_key = ?", (cache_key,))
-        return rows[0] if rows else None
+        return CallRow(*rows[0]) if rows else None
 
     def flagged_responses(self, flag: str) -> dict[str, str]:
         """cache_key -> response of every stored call whose flags include ``flag``."""
@@ -296,7 +307,7 @@ class Store:
         )
         return dict(rows)
 
-    async def put_call(self, row: tuple[Any, ...]) -> None:
+    async def put_call(self, row: CallRow) -> None:
         """Commit one successful response; returns once it is durable (group commit)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -305,11 +316,11 @@ class Store:
         self._pending.append((row, future))
         await future
 
-    def _commit_calls(self, rows: list[tuple[Any, ...]]) -> None:
+    def _commit_calls(self, rows: list[CallRow]) -> None:
         with self.transaction() as c:
             c.executemany(
                 f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES ({_CALL_SLOTS})",
-                rows,
+                [values(row) for row in rows],
             )
 
     def _flush(self) -> None:
@@ -328,14 +339,50 @@ class Store:
             if not future.done():
                 future.set_result(None)
 
-    def log_attempt(self, row: tuple[Any, ...]) -> None:
-        """Record a failed attempt (sim_id, agent, turn, endpoint, status, detail, latency)."""
+    def record_unlabelled(
+        self, cache_key: str, utterance: tuple[str, int, int, str], reason: str, detail: str
+    ) -> None:
+        """Record that a judge request can never be answered (``reason``, e.g.
+        ``context_length``): ``utterance`` is (sim_id, turn, agent, channel)."""
+        sim_id, turn, agent, channel = utterance
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO judge_unlabelled (cache_key, sim_id, agent, turn, "
+                "channel, reason, detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (cache_key, sim_id, agent, turn, channel, reason, detail, time.time()),
+            )
+
+    def unlabelled_requests(self) -> dict[str, str]:
+        """cache_key -> reason of every judge request recorded as never answerable (empty
+        for a run made before such records existed)."""
+        with self._mutex:
+            present = columns(self.conn, "judge_unlabelled")
+        if not present:
+            return {}
+        return dict(self._query("SELECT cache_key, reason FROM judge_unlabelled"))
+
+    def log_attempt(self, row: AttemptRow) -> None:
+        """Record a failed attempt, stamped with the time."""
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO attempts (sim_id, agent, turn, endpoint, status, detail, latency_s, "
                 "at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, time.time()),
+                (*values(row), time.time()),
             )
+
+    # -- derived tables --------------------------------------------------------------
+    def replace_tables(self, tables: Sequence[tuple[str, pd.DataFrame]]) -> None:
+        """Replace each named table by a frame (its columns, its rows; NaN stored as NULL),
+        all in one transaction. For derived tables such as the scores."""
+        with self.transaction() as c:
+            for name, frame in tables:
+                c.execute(f"DROP TABLE IF EXISTS {name}")
+                header = ", ".join(f'"{col}"' for col in frame.columns)
+                c.execute(f"CREATE TABLE {name} ({header})")
+                c.executemany(
+                    f"INSERT INTO {name} VALUES ({', '.join('?' * len(frame.columns))})",
+                    frame.astype(object).where(frame.notna(), None).itertuples(index=False),
+                )
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 ``alignbf serve-synthetic`` exercises the HTTP path end to end in tests and
 benchmarks. Built on asyncio streams (HTTP/1.1, keep-alive) because resets,
-stalls and short bodies need a raw socket. Routes:
+stalls and short bodies need a raw socket; with ``tls_cert`` and ``tls_key`` it serves
+HTTPS. Routes:
 
 * ``POST /v1/chat/completions``: the synthetic model's reply, deterministic per request;
 * ``GET /v1/models``: one model;
@@ -17,7 +18,10 @@ reports ``usage.prompt_tokens_details.cached_tokens`` for the cached prefix of e
 prompt; ``reject_prompt_cache_key`` answers 400 to requests that carry that parameter.
 ``reject_response_format`` answers 400 to requests whose ``response_format`` has one of
 the given types; ``content_filter_rate`` answers that share of requests (drawn per
-fingerprint) 200 with empty content and ``finish_reason: content_filter``.
+fingerprint) 200 with empty content and ``finish_reason: content_filter``. With
+``context_tokens`` set, a request whose prompt (estimated as in ``usage``) and
+``max_tokens`` together exceed it is answered 400 ``context_length_exceeded``, as a
+server with that context window does.
 
 Transient faults are drawn from ``hash(fault_seed, fingerprint, attempt_no)`` at
 ``fault_rate``, at most ``MAX_CONSECUTIVE`` in a row per fingerprint, so the
@@ -38,6 +42,7 @@ import errno
 import hashlib
 import json
 import math
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +104,10 @@ class ServerOptions:
     reject_response_format: tuple[str, ...] = ()
     """``response_format`` types (``json_schema``, ``json_object``) answered 400, as a
     server that does not support them does."""
+    context_tokens: int = 0
+    """The served model's context window in tokens (0 = unlimited): a request whose
+    :func:`prompt_tokens` plus ``max_tokens`` exceed it is answered 400
+    ``context_length_exceeded``."""
     quota_requests: int = 0
     """Chat requests allowed per ``quota_window_s`` (0 = no quota). Every chat answer then
     carries ``x-ratelimit-limit-requests``, ``x-ratelimit-remaining-requests`` and
@@ -109,12 +118,21 @@ class ServerOptions:
     """Serve the batch API (``batchapi.py``); off, its routes answer 404."""
     batch_faults: BatchFaults = field(default_factory=BatchFaults)
     """Expired and partial jobs, failed lines, slow jobs, stray output lines."""
+    tls_cert: Path | None = None
+    """Serve HTTPS with this PEM certificate (chain) and ``tls_key``; the URL is https://."""
+    tls_key: Path | None = None
+    """The PEM private key of ``tls_cert``."""
 
 
 def fingerprint(body: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of a request body."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def prompt_tokens(messages: tuple[dict[str, str], ...]) -> int:
+    """The server's estimate of a prompt's tokens (what ``usage.prompt_tokens`` reports)."""
+    return sum(len(m.get("content") or "") for m in messages) // 4 + 1
 
 
 def _sha(text: str) -> str:
@@ -218,6 +236,8 @@ class SyntheticServer:
             self.options.content_filter_rate
         ):
             fault = "content_filter"
+        if self.options.context_tokens and _requested(chat) > self.options.context_tokens:
+            fault = "context_length"
         auth = request.headers.get("authorization")
         entry: dict[str, Any] = {
             "time": time.time(),
@@ -286,6 +306,10 @@ class SyntheticServer:
         if fault is not None and fault.startswith("response_format:"):
             entry["status"], entry["answered"] = 400, time.time()
             return await send(writer, response(400, _format_rejected(fault.split(":")[1])))
+        if fault == "context_length" and self.options.context_tokens:
+            entry["status"], entry["answered"] = 400, time.time()
+            body = _context_exceeded(self.options.context_tokens, chat)
+            return await send(writer, response(400, body))
         if fault in PERMANENT or fault in ("429", "429_reset", "500", "503"):
             await self._latency(arrived)
             status, headers = _error_status(fault)
@@ -320,7 +344,7 @@ class SyntheticServer:
 
     def _completion(self, chat: ChatRequest) -> tuple[str, dict[str, Any]]:
         text = self.model.reply(chat)
-        prompt = sum(len(m.get("content") or "") for m in chat.messages) // 4 + 1
+        prompt = prompt_tokens(chat.messages)
         completion = estimate_tokens(text)
         usage: dict[str, Any] = {
             "prompt_tokens": prompt,
@@ -394,6 +418,23 @@ def _format_rejected(kind: str) -> bytes:
     return json.dumps({"error": error}).encode()
 
 
+def _requested(chat: ChatRequest) -> int:
+    """Tokens a request asks of the context window: its prompt and its ``max_tokens``."""
+    return prompt_tokens(chat.messages) + chat.max_tokens
+
+
+def _context_exceeded(limit: int, chat: ChatRequest) -> bytes:
+    prompt = prompt_tokens(chat.messages)
+    message = (
+        f"This model's maximum context length is {limit} tokens. However, you requested "
+        f"{prompt + chat.max_tokens} tokens ({prompt} in the messages, {chat.max_tokens} in "
+        "the completion). Please reduce the length of the messages or completion."
+    )
+    error = {"message": message, "type": "invalid_request_error", "param": "messages",
+             "code": "context_length_exceeded"}  # fmt: skip
+    return json.dumps({"error": error}).encode()
+
+
 def _draw(seed: int, purpose: str, fp: str) -> float:
     """A uniform draw in [0, 1) from the seed, a purpose and a request fingerprint."""
     digest = hashlib.sha256(f"{seed}|{purpose}|{fp}".encode()).digest()
@@ -423,12 +464,33 @@ def _batch_response(status: int, content: Any) -> bytes:
     return response(status, json.dumps(content, ensure_ascii=False).encode())
 
 
+def _tls_context(options: ServerOptions) -> ssl.SSLContext | None:
+    """The server side of TLS when a certificate is given, else None (plain HTTP)."""
+    if options.tls_cert is None and options.tls_key is None:
+        return None
+    if options.tls_cert is None or options.tls_key is None:
+        raise ConfigError("--tls-cert and --tls-key go together: give both, or neither")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(options.tls_cert, options.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise ConfigError(
+            f"--tls-cert {options.tls_cert} / --tls-key {options.tls_key}: "
+            f"cannot load the certificate and key ({reason})"
+        ) from None
+    return context
+
+
 async def serve_async(options: ServerOptions, on_ready: Callable[[str], None]) -> None:
     """Serve until cancelled; ``on_ready`` gets the base URL once the port is bound."""
     server_state = SyntheticServer(options)
     where = f"{options.host}:{options.port}"
+    tls = _tls_context(options)
     try:
-        server = await asyncio.start_server(server_state.handle, options.host, options.port)
+        server = await asyncio.start_server(
+            server_state.handle, options.host, options.port, ssl=tls
+        )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(
@@ -440,7 +502,7 @@ async def serve_async(options: ServerOptions, on_ready: Callable[[str], None]) -
     except OverflowError:
         raise ConfigError(f"--port {options.port}: must be a number from 0 to 65535") from None
     port = server.sockets[0].getsockname()[1]
-    on_ready(f"http://{options.host}:{port}/v1")
+    on_ready(f"{'https' if tls else 'http'}://{options.host}:{port}/v1")
     async with server:
         await server.serve_forever()
 
@@ -455,6 +517,8 @@ def serve(options: ServerOptions, on_ready: Callable[[str], None]) -> None:
         )
     if options.quota_requests < 0 or options.quota_window_s <= 0:
         raise ConfigError("quota: requests must be 0 (off) or more, the window above 0 s")
+    if options.context_tokens < 0:
+        raise ConfigError(f"--context-tokens {options.context_tokens}: must be 0 (off) or more")
     if options.prefix_cache_tokens < 0:
         raise ConfigError(
             f"--prefix-cache-tokens {options.prefix_cache_tokens}: must be 0 (off) or more"
