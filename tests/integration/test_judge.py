@@ -30,7 +30,7 @@ from alignbf.report.report import write_report
 from alignbf.scoring.judge import judge_request, utterances
 from alignbf.scoring.scores import score_run, study_of
 from alignbf.store.store import Store
-from alignbf.testing.server import prompt_tokens
+from alignbf.testing.answers import prompt_tokens
 from tests.conftest import cli
 from tests.integration.conftest import FAST_ENV, Server
 

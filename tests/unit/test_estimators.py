@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from alignbf.analysis import regression, stats
+from alignbf.analysis import mixedlm, stats
 from alignbf.analysis.estimators import estimate, group_effects, one_sample_t
 from alignbf.config.hypotheses import (
     Correlation,
@@ -77,7 +77,7 @@ def test_mixed_term_matches_regression_mixed() -> None:
         groups="language",
     )
     got = estimate(spec, frame, "cpi")
-    ref = regression.mixed("cpi ~ alignment_ratio", frame, "language")
+    ref = mixedlm.mixed("cpi ~ alignment_ratio", frame, "language")
     row = ref[ref["term"] == "alignment_ratio"].iloc[0]
     assert got.estimate == pytest.approx(row["estimate"]) and got.estimate == pytest.approx(1.25)
     # Satterthwaite's df (the default): a within-group slope of a balanced random-intercept

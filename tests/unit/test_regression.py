@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from alignbf.analysis import regression
+from alignbf.analysis import mixedlm, regression
 from alignbf.errors import AnalysisError
 
 # lme4::sleepstudy: Reaction (ms) on Days 0..9 for each of 18 subjects (rows), 180 rows.
@@ -56,8 +56,8 @@ def sleepstudy() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def slopes(sleepstudy: pd.DataFrame) -> regression.MixedFit:
-    return regression.fit_mixed("Reaction ~ Days", sleepstudy, "Subject", re_formula="~Days")
+def slopes(sleepstudy: pd.DataFrame) -> mixedlm.MixedFit:
+    return mixedlm.fit_mixed("Reaction ~ Days", sleepstudy, "Subject", re_formula="~Days")
 
 
 def r6(value: float) -> object:
@@ -188,7 +188,7 @@ def test_ols_rejects_bad_options(sleepstudy: pd.DataFrame) -> None:
         regression.ols("Reaction ~ Days", sleepstudy.iloc[:0])
 
 
-def test_mixed_random_slopes_fixed_effects(slopes: regression.MixedFit) -> None:
+def test_mixed_random_slopes_fixed_effects(slopes: mixedlm.MixedFit) -> None:
     fit = by_term(slopes.coefficients)
     # R lmerTest 3.1-3: lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
     # -> 251.405105 (SE 6.824597), 10.467286 (SE 1.54579); t 36.83809, 6.771481.
@@ -222,7 +222,7 @@ def test_mixed_random_slopes_fixed_effects(slopes: regression.MixedFit) -> None:
     assert slopes.converged and fit["converged"].all()
 
 
-def test_mixed_random_slopes_variance_components(slopes: regression.MixedFit) -> None:
+def test_mixed_random_slopes_variance_components(slopes: mixedlm.MixedFit) -> None:
     var = by_component(slopes.variance)
     # R lmerTest 3.1-3: lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy)
     # VarCorr: Subject (Intercept) var 612.100158 / sd 24.740658, corr 0.065551,
@@ -241,8 +241,8 @@ def test_mixed_random_slopes_variance_components(slopes: regression.MixedFit) ->
 
 
 def test_mixed_random_intercept_matches_lme4(sleepstudy: pd.DataFrame) -> None:
-    fit = by_term(regression.mixed("Reaction ~ Days", sleepstudy, "Subject"))
-    var = by_component(regression.mixed_variance("Reaction ~ Days", sleepstudy, "Subject"))
+    fit = by_term(mixedlm.mixed("Reaction ~ Days", sleepstudy, "Subject"))
+    var = by_component(mixedlm.mixed_variance("Reaction ~ Days", sleepstudy, "Subject"))
     # R lme4 1.1-32: lmer(Reaction ~ Days + (1 | Subject), sleepstudy)
     # -> SE 9.746716 and 0.804221; Subject var 1378.178514; Residual var 960.456579.
     assert fit.loc["Intercept", "se"] == pytest.approx(9.746716, rel=1e-5)
@@ -253,7 +253,7 @@ def test_mixed_random_intercept_matches_lme4(sleepstudy: pd.DataFrame) -> None:
 
 
 def test_mixed_maximum_likelihood_matches_lme4(sleepstudy: pd.DataFrame) -> None:
-    fit = regression.fit_mixed("Reaction ~ Days", sleepstudy, "Subject", reml=False)
+    fit = mixedlm.fit_mixed("Reaction ~ Days", sleepstudy, "Subject", reml=False)
     se = by_term(fit.coefficients)["se"]
     var = by_component(fit.variance)
     # R lme4 1.1-32: lmer(Reaction ~ Days + (1 | Subject), sleepstudy, REML = FALSE)
@@ -269,8 +269,8 @@ def test_mixed_drops_rows_with_missing_values(sleepstudy: pd.DataFrame) -> None:
     holes = sleepstudy.copy()
     holes.loc[[3, 50], "Reaction"] = np.nan
     holes.loc[120, "Subject"] = None
-    gappy = regression.fit_mixed("Reaction ~ Days", holes, "Subject", re_formula="~Days")
-    dropped = regression.fit_mixed("Reaction ~ Days", holes.dropna(), "Subject", re_formula="~Days")
+    gappy = mixedlm.fit_mixed("Reaction ~ Days", holes, "Subject", re_formula="~Days")
+    dropped = mixedlm.fit_mixed("Reaction ~ Days", holes.dropna(), "Subject", re_formula="~Days")
     pd.testing.assert_frame_equal(gappy.coefficients, dropped.coefficients)
     assert set(gappy.coefficients["n"]) == {177}
 
@@ -291,19 +291,19 @@ def test_mixed_falls_back_to_the_optimiser_that_converges() -> None:
 
     path = Path(statsmodels.__file__).parent / "regression/tests/results/dietox.csv"
     dietox = pd.read_csv(path)
-    fit = regression.fit_mixed("Weight ~ Time", dietox, "Pig", re_formula="~Time")
+    fit = mixedlm.fit_mixed("Weight ~ Time", dietox, "Pig", re_formula="~Time")
     time = by_term(fit.coefficients).loc["Time"]
     assert fit.converged
     assert time["se"] == pytest.approx(0.0798, abs=5e-5)
     # 861 of the 72 x 12 weighings: nearly balanced, so Satterthwaite's df are close to
     # G - 1 = 71 without being it (no published figure; checked for range only).
     assert 70 < time["df"] < 72 and time["df"] != 71.0
-    between = regression.fit_mixed("Weight ~ Time", dietox, "Pig", re_formula="~Time", df="between")
+    between = mixedlm.fit_mixed("Weight ~ Time", dietox, "Pig", re_formula="~Time", df="between")
     assert set(between.coefficients["df"]) == {71.0}
 
 
 def test_mixed_non_convergence_is_reported() -> None:
-    fit = regression.fit_mixed("y ~ x", TINY, "g", re_formula="~x")
+    fit = mixedlm.fit_mixed("y ~ x", TINY, "g", re_formula="~x")
     assert not fit.converged
     assert not fit.coefficients["converged"].any()
     assert not fit.variance["converged"].any()
@@ -316,22 +316,22 @@ def test_mixed_non_convergence_is_reported() -> None:
 
 def test_mixed_non_convergence_can_raise() -> None:
     with pytest.raises(AnalysisError, match="did not converge"):
-        regression.mixed("y ~ x", TINY, "g", re_formula="~x", require_convergence=True)
+        mixedlm.mixed("y ~ x", TINY, "g", re_formula="~x", require_convergence=True)
 
 
 def test_mixed_rejects_unknown_groups(sleepstudy: pd.DataFrame) -> None:
     with pytest.raises(AnalysisError, match="groups column"):
-        regression.mixed("Reaction ~ Days", sleepstudy, "Nope")
+        mixedlm.mixed("Reaction ~ Days", sleepstudy, "Nope")
 
 
 def test_mixed_df_options(sleepstudy: pd.DataFrame) -> None:
-    between = regression.fit_mixed("Reaction ~ Days", sleepstudy, "Subject", df="between")
+    between = mixedlm.fit_mixed("Reaction ~ Days", sleepstudy, "Subject", df="between")
     assert set(between.coefficients["df"]) == {17.0} and between.df_method == "between"
     assert set(between.coefficients["df_method"]) == {"between"}
-    wald = regression.mixed("Reaction ~ Days", sleepstudy, "Subject", df="wald")
+    wald = mixedlm.mixed("Reaction ~ Days", sleepstudy, "Subject", df="wald")
     assert all(math.isinf(df) for df in wald["df"]) and set(wald["p_method"]) == {"wald_z"}
     with pytest.raises(AnalysisError, match="df must be one of"):
-        regression.fit_mixed("Reaction ~ Days", sleepstudy, "Subject", df="kenward-roger")
+        mixedlm.fit_mixed("Reaction ~ Days", sleepstudy, "Subject", df="kenward-roger")
 
 
 def test_mixed_random_intercept_df_are_satterthwaites_1946(sleepstudy: pd.DataFrame) -> None:
@@ -341,7 +341,7 @@ def test_mixed_random_intercept_df_are_satterthwaites_1946(sleepstudy: pd.DataFr
     # the within-subject mean square on N - G - 1 = 161 df. The intercept (mean - 4.5 x
     # slope) has variance MS_between / N + 4.5^2 MS_within / (G Sxx), a sum a + b of two
     # independent mean squares on 17 and 161 df: nu = (a + b)^2 / (a^2 / 17 + b^2 / 161).
-    fit = by_term(regression.mixed("Reaction ~ Days", sleepstudy, "Subject"))
+    fit = by_term(mixedlm.mixed("Reaction ~ Days", sleepstudy, "Subject"))
     y = sleepstudy.pivot(index="Subject", columns="Days", values="Reaction").to_numpy()
     g, n = y.shape
     centred = np.arange(n) - (n - 1) / 2
@@ -379,7 +379,7 @@ POTDATA = pd.DataFrame(
 
 
 def test_mixed_satterthwaite_matches_lmertest_on_a_split_plot() -> None:
-    fit = regression.fit_mixed("biomass ~ C(CO2) * C(nutrients)", POTDATA, "chamber")
+    fit = mixedlm.fit_mixed("biomass ~ C(CO2) * C(nutrients)", POTDATA, "chamber")
     co = by_term(fit.coefficients)
     co2, nut2 = "C(CO2)[T.675]", "C(nutrients)[T.2]"
     # R, lmerTest 3.2-0 (tests/zlmerTest_zeroDenom.Rout of its CRAN check, win-builder,
@@ -463,7 +463,7 @@ def test_mixed_satterthwaite_matches_sas_on_unbalanced_random_slopes() -> None:
     terms = [c for c in design.columns if c.startswith("x")]
     assert len(terms) == 28 and design.attrs["names"][-1] == "sens2:Frequency1:Income3"
     formula = "Preference ~ 0 + " + " + ".join(terms)
-    fit = regression.fit_mixed(formula, design, "Consumer", re_formula="~sens2")
+    fit = mixedlm.fit_mixed(formula, design, "Consumer", re_formula="~sens2")
     co = fit.coefficients
     assert fit.df_method == "satterthwaite" and fit.converged
     assert co["df"].between(82.5, 84).all() and not np.allclose(co["df"], co["df"].round())
@@ -474,7 +474,7 @@ def test_mixed_satterthwaite_matches_sas_on_unbalanced_random_slopes() -> None:
     assert not np.allclose(between, CARROTS_SAS_P, rtol=2e-3)
 
 
-def test_mixed_contrasts_and_joint_tests(slopes: regression.MixedFit) -> None:
+def test_mixed_contrasts_and_joint_tests(slopes: mixedlm.MixedFit) -> None:
     assert slopes.fixed is not None
     days = by_term(slopes.coefficients).loc["Days"]
     one = slopes.fixed.contrast({"Days": 1.0}, label="Days").iloc[0]
@@ -517,13 +517,13 @@ def test_mixed_boundary_fit_is_refined_to_one_maximum() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for method in ("lbfgs", "nm", "powell"):
-            est, _ = regression._estimates(model.fit(reml=True, method=method), True, True)
-            fixed, note = regression._fixed_effects(est, 10, "satterthwaite")
+            est, _ = mixedlm._estimates(model.fit(reml=True, method=method), True, True)
+            fixed, note = mixedlm._fixed_effects(est, 10, "satterthwaite")
             found.append([fixed.df(row) for row in np.eye(2)] + [float(est.scale)])
     assert note == ""
     for other in found[1:]:
         assert other == pytest.approx(found[0], rel=1e-5)
-    fit = regression.fit_mixed("y ~ x", data, "g", re_formula="~x")
+    fit = mixedlm.fit_mixed("y ~ x", data, "g", re_formula="~x")
     assert by_component(fit.variance)["cor(Intercept,x)"] == pytest.approx(-1.0, abs=1e-6)
     assert fit.coefficients["df"].to_numpy() == pytest.approx(found[0][:2], rel=1e-5)
 

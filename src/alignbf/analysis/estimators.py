@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from alignbf.analysis import regression, stats
+from alignbf.analysis import mixedlm, regression, stats
 from alignbf.config.hypotheses import (
     Correlation,
     CountLanguages,
@@ -143,7 +143,7 @@ def mixed_term(spec: MixedTerm, data: pd.DataFrame, outcome: str, ci: float) -> 
         AnalysisError: no optimiser converged (the verdict is then inconclusive).
     """
     rows, dropped = finite(data, outcome)
-    fit = regression.fit_mixed(spec.formula, rows, spec.groups, spec.re_formula, ci=ci, df=spec.df)
+    fit = mixedlm.fit_mixed(spec.formula, rows, spec.groups, spec.re_formula, ci=ci, df=spec.df)
     if not fit.converged:
         detail = "; ".join(fit.warnings) or "no detail"
         raise AnalysisError(f"the mixed model did not converge with any optimiser ({detail})")

@@ -91,9 +91,10 @@ def serve_synthetic(
     """Serve the synthetic model as an OpenAI-compatible API, with faults (tests, benchmarks)."""
     from contextlib import suppress
 
+    from alignbf.testing.answers import parse_response_formats
     from alignbf.testing.batchapi import batch_faults
     from alignbf.testing.faults import parse_fault_kinds
-    from alignbf.testing.server import ServerOptions, parse_response_formats, serve
+    from alignbf.testing.server import ServerOptions, serve
 
     def ready(url: str) -> None:
         typer.echo(f"listening on {url}")

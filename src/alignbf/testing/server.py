@@ -51,6 +51,16 @@ from typing import IO, Any
 
 from alignbf.engine.synthetic import SyntheticModel, estimate_tokens, load_world
 from alignbf.errors import ConfigError
+from alignbf.testing.answers import (
+    batch_response,
+    chat_request,
+    context_exceeded,
+    error_status,
+    format_rejected,
+    format_type,
+    prompt_tokens,
+    requested_tokens,
+)
 from alignbf.testing.batchapi import BatchAPI, BatchFaults
 from alignbf.testing.faults import PERMANENT, FaultPlan, corrupt_utf8, error_body, huge_body
 from alignbf.testing.http import HttpRequest, read_request, response, send
@@ -130,11 +140,6 @@ def fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def prompt_tokens(messages: tuple[dict[str, str], ...]) -> int:
-    """The server's estimate of a prompt's tokens (what ``usage.prompt_tokens`` reports)."""
-    return sum(len(m.get("content") or "") for m in messages) // 4 + 1
-
-
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -175,7 +180,7 @@ class SyntheticServer:
         self._quota_at = (-1, 0)
         """(index of the current quota window, chat requests counted in it)."""
         self.batch_api = (
-            BatchAPI(lambda body: self._completion(_chat_request(body))[1], options.batch_faults)
+            BatchAPI(lambda body: self._completion(chat_request(body))[1], options.batch_faults)
             if options.batch_api
             else None
         )
@@ -207,14 +212,14 @@ class SyntheticServer:
             r = request
             routed = self.batch_api.route(r.method, r.path, r.headers, r.body)
             if routed is not None:
-                return await send(writer, _batch_response(*routed))
+                return await send(writer, batch_response(*routed))
         return await send(writer, response(404, _NOT_FOUND, content_type="text/html"))
 
     async def _chat(self, request: HttpRequest, writer: asyncio.StreamWriter) -> bool:
         arrived = time.monotonic()
         try:
             body = json.loads(request.body)
-            chat = _chat_request(body)
+            chat = chat_request(body)
         except (ValueError, KeyError, TypeError, IndexError):
             return await send(writer, response(400, error_body("bad_request", "")))
         fp = fingerprint(body)
@@ -229,14 +234,14 @@ class SyntheticServer:
             fault = "quota"
         if self.options.reject_prompt_cache_key and "prompt_cache_key" in body:
             fault = "prompt_cache_key"
-        kind = _format_type(body)
+        kind = format_type(body)
         if kind is not None and kind in self.options.reject_response_format:
             fault = f"response_format:{kind}"
         elif fault is None and _draw(self.options.fault_seed, "content_filter", fp) < (
             self.options.content_filter_rate
         ):
             fault = "content_filter"
-        if self.options.context_tokens and _requested(chat) > self.options.context_tokens:
+        if self.options.context_tokens and requested_tokens(chat) > self.options.context_tokens:
             fault = "context_length"
         auth = request.headers.get("authorization")
         entry: dict[str, Any] = {
@@ -305,14 +310,14 @@ class SyntheticServer:
             return await send(writer, response(400, _UNKNOWN_PARAMETER))
         if fault is not None and fault.startswith("response_format:"):
             entry["status"], entry["answered"] = 400, time.time()
-            return await send(writer, response(400, _format_rejected(fault.split(":")[1])))
+            return await send(writer, response(400, format_rejected(fault.split(":")[1])))
         if fault == "context_length" and self.options.context_tokens:
             entry["status"], entry["answered"] = 400, time.time()
-            body = _context_exceeded(self.options.context_tokens, chat)
+            body = context_exceeded(self.options.context_tokens, chat)
             return await send(writer, response(400, body))
         if fault in PERMANENT or fault in ("429", "429_reset", "500", "503"):
             await self._latency(arrived)
-            status, headers = _error_status(fault)
+            status, headers = error_status(fault)
             entry["status"], entry["answered"] = status, time.time()
             return await send(writer, response(status, error_body(fault, auth), headers))
         text, payload = self._completion(chat)
@@ -372,96 +377,10 @@ class SyntheticServer:
         return text, payload
 
 
-def _chat_request(body: dict[str, Any]) -> ChatRequest:
-    messages = tuple(
-        {"role": str(m["role"]), "content": str(m["content"])} for m in body["messages"]
-    )
-    if not messages:
-        raise ValueError("no messages")
-    return ChatRequest(
-        sim_id="",
-        agent=0,
-        turn=0,
-        model=str(body.get("model", "")),
-        messages=messages,
-        temperature=float(body.get("temperature", 1.0)),
-        top_p=float(body.get("top_p", 1.0)),
-        max_tokens=int(body.get("max_tokens", 256)),
-        seed=int(body.get("seed", 0)),
-    )
-
-
-RESPONSE_FORMATS = ("json_schema", "json_object")
-
-
-def parse_response_formats(text: str | None) -> tuple[str, ...]:
-    """``--reject-response-format json_schema,json_object`` as a tuple (one-line errors)."""
-    kinds = tuple(k.strip() for k in (text or "").split(",") if k.strip())
-    for kind in kinds:
-        if kind not in RESPONSE_FORMATS:
-            raise ConfigError(
-                f"--reject-response-format: unknown type {kind!r}; "
-                f"accepted: {', '.join(RESPONSE_FORMATS)}"
-            )
-    return kinds
-
-
-def _format_type(body: dict[str, Any]) -> str | None:
-    """The ``type`` of a request's ``response_format``, if it has one."""
-    value = body.get("response_format")
-    return str(value.get("type")) if isinstance(value, dict) else None
-
-
-def _format_rejected(kind: str) -> bytes:
-    message = f"response_format type '{kind}' is not supported by this model"
-    error = {"message": message, "type": "invalid_request_error", "param": "response_format"}
-    return json.dumps({"error": error}).encode()
-
-
-def _requested(chat: ChatRequest) -> int:
-    """Tokens a request asks of the context window: its prompt and its ``max_tokens``."""
-    return prompt_tokens(chat.messages) + chat.max_tokens
-
-
-def _context_exceeded(limit: int, chat: ChatRequest) -> bytes:
-    prompt = prompt_tokens(chat.messages)
-    message = (
-        f"This model's maximum context length is {limit} tokens. However, you requested "
-        f"{prompt + chat.max_tokens} tokens ({prompt} in the messages, {chat.max_tokens} in "
-        "the completion). Please reduce the length of the messages or completion."
-    )
-    error = {"message": message, "type": "invalid_request_error", "param": "messages",
-             "code": "context_length_exceeded"}  # fmt: skip
-    return json.dumps({"error": error}).encode()
-
-
 def _draw(seed: int, purpose: str, fp: str) -> float:
     """A uniform draw in [0, 1) from the seed, a purpose and a request fingerprint."""
     digest = hashlib.sha256(f"{seed}|{purpose}|{fp}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def _error_status(fault: str) -> tuple[int, dict[str, str]]:
-    return {
-        "429": (429, {"Retry-After": "1", "retry-after-ms": "200"}),
-        "429_reset": (
-            429,
-            {"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "2s"},
-        ),
-        "500": (500, {}),
-        "503": (503, {"Retry-After": "1"}),
-        "401": (401, {}),
-        "404": (404, {}),
-        "insufficient_quota": (429, {}),
-        "context_length": (400, {}),
-    }[fault]
-
-
-def _batch_response(status: int, content: Any) -> bytes:
-    """A batch route's answer: file bytes as JSONL, anything else as JSON."""
-    if isinstance(content, bytes):
-        return response(status, content, content_type="application/jsonl")
-    return response(status, json.dumps(content, ensure_ascii=False).encode())
 
 
 def _tls_context(options: ServerOptions) -> ssl.SSLContext | None:
