@@ -79,3 +79,17 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for context in reversed(stack):
         context.__exit__(None, None, None)
+
+
+# The endpoints file of the batch tests: one batch endpoint on a port the tests replace.
+BATCH_ENDPOINTS = """\
+endpoints:
+  local-batch:
+    base_url: http://127.0.0.1:9/v1
+    model: local
+    serves: llama-3.3-70b
+    price_input_per_mtok: 1.0
+    price_output_per_mtok: 2.0
+    max_connections: 4
+    batch: true
+"""

@@ -22,23 +22,12 @@ import pytest
 from alignbf.config import assets
 from alignbf.store.export import export_run
 from tests.conftest import cli
-from tests.integration.conftest import FAST_ENV, Server, running_server
+from tests.integration.conftest import BATCH_ENDPOINTS, FAST_ENV, Server, running_server
 
 CALLS = 72
 ROUNDS = 9
 """Speaking steps of a simulation (3 agents x 3 turns, sequential): one job each."""
 BATCH_ENV = {**FAST_ENV, "ALIGNBF_BATCH_POLL_S": "0.01", "ALIGNBF_BATCH_IDLE_S": "0.5"}
-ENDPOINTS = """\
-endpoints:
-  local-batch:
-    base_url: http://127.0.0.1:9/v1
-    model: local
-    serves: llama-3.3-70b
-    price_input_per_mtok: 1.0
-    price_output_per_mtok: 2.0
-    max_connections: 4
-    batch: true
-"""
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +36,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("study")
     text = assets.path("configs", "smoke.yaml").read_text(encoding="utf-8")
     (folder / "study.yaml").write_text(text.replace("local-llamacpp", "local-batch"))
-    (folder / "endpoints.yaml").write_text(ENDPOINTS)
+    (folder / "endpoints.yaml").write_text(BATCH_ENDPOINTS)
     return folder / "study.yaml"
 
 

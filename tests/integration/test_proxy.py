@@ -26,7 +26,7 @@ import trustme
 
 from alignbf.config import assets
 from tests.conftest import MACHINE_ENV, ROOT, cli
-from tests.integration.conftest import FAST_ENV, Server
+from tests.integration.conftest import BATCH_ENDPOINTS, FAST_ENV, Server
 
 VENV = ROOT / ".cache" / "mitmproxy" / "venv"
 MITMDUMP = VENV / "bin" / "mitmdump"
@@ -278,19 +278,6 @@ def test_a_connect_tunnel_refused_for_credentials_is_one_line(
     code, err = run_smoke(server.url, tmp_path / "run", **env)
     assert code == 0, err
     assert statuses(tmp_path / "run") == {"ok": 8}
-
-
-BATCH_ENDPOINTS = """\
-endpoints:
-  local-batch:
-    base_url: http://127.0.0.1:9/v1
-    model: local
-    serves: llama-3.3-70b
-    price_input_per_mtok: 1.0
-    price_output_per_mtok: 2.0
-    max_connections: 4
-    batch: true
-"""
 
 
 def test_batch_jobs_go_through_the_proxy(

@@ -40,7 +40,7 @@ from alignbf.config.study import Study
 from alignbf.engine.synthetic import ECHO, ORACLE_CATEGORIES, oracle_sentences
 from alignbf.errors import AnalysisError
 from alignbf.scoring.indices import add_indices
-from alignbf.scoring.judge import label_frame
+from alignbf.scoring.judge import complete_labels
 from alignbf.scoring.lexicon import CATEGORIES, Echo, Lexicon, instruction_echo, load_lexicon
 from alignbf.scoring.scores import load_scores, study_of
 from alignbf.store.store import Store, write_atomic
@@ -219,13 +219,7 @@ def _judge_labels(store: Store, study: Study, messages: pd.DataFrame) -> pd.Data
     """
     if study.scoring.instrument == "lexicon":
         return None
-    labels = label_frame(store, study)
-    missing = int(labels["labelled"].isna().sum())
-    if missing:
-        raise AnalysisError(
-            f"{store.dir}: {missing} of {len(labels)} utterances have no judge label yet; "
-            "run `alignbf score RUN` first"
-        )
+    labels = complete_labels(store, study)
     aligned = messages[["sim_id", "agent", "aligned"]].drop_duplicates()
     return with_oracle(labels, store, study).merge(aligned, on=["sim_id", "agent"])
 

@@ -194,6 +194,18 @@ class _Labeller:
         return None
 
 
+def complete_labels(store: Store, study: Study) -> pd.DataFrame:
+    """:func:`label_frame`, refused in one line while some utterance has no label yet."""
+    labels = label_frame(store, study)
+    missing = int(labels["labelled"].isna().sum())
+    if missing:
+        raise AnalysisError(
+            f"{store.dir}: {missing} of {len(labels)} utterances have no judge label yet; "
+            "run `alignbf score RUN` to call the judge (it resumes where it stopped)"
+        )
+    return labels
+
+
 def label_frame(store: Store, study: Study, endpoint: str | None = None) -> pd.DataFrame:
     """The stored judge labels, one row per utterance (see ``LABEL_COLUMNS``).
 

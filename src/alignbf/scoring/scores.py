@@ -34,10 +34,10 @@ from alignbf.scoring.judge import (
     JUDGE_FLAG,
     JUDGE_VERSION,
     JudgeResult,
+    complete_labels,
     judge_messages,
     judge_rates,
     judge_store,
-    label_frame,
 )
 from alignbf.scoring.lexicon import lexicon_file, load_lexicon
 from alignbf.scoring.measures import (
@@ -212,13 +212,7 @@ def compute_scores(store: Store, study: Study | None = None) -> Scores:
             frame[f"{key}_version"] = value
     if study.scoring.instrument == "lexicon":
         return Scores(sim_scores, agent_scores, [])
-    labels = label_frame(store, study)
-    missing = int(labels["labelled"].isna().sum())
-    if missing:
-        raise AnalysisError(
-            f"{store.dir}: {missing} of {len(labels)} utterances have no judge label yet; "
-            "run `alignbf score RUN` to call the judge (it resumes where it stopped)"
-        )
+    labels = complete_labels(store, study)
     per_message = judge_messages(messages, labels)
     judge_sims = add_indices(
         sims.merge(
