@@ -248,15 +248,21 @@ def test_backoff_setting_must_be_a_finite_number(
     assert not run_dir.exists()
 
 
-@pytest.mark.parametrize("given", ["", ".", "papers"])
-def test_run_dir_that_holds_other_files(
-    given: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _home_with_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user's working directory holding a folder and a file, made the current one."""
     home = tmp_path / "mine"
     (home / "papers").mkdir(parents=True)
     (home / "papers" / "draft.txt").write_text("my draft")
     (home / "notes.txt").write_text("my notes")
     monkeypatch.chdir(home)
+    return home
+
+
+@pytest.mark.parametrize("given", ["", ".", "papers"])
+def test_run_dir_that_holds_other_files(
+    given: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = _home_with_files(tmp_path, monkeypatch)
     target = home / given
     os.chmod(target, 0o755)
     before = sorted(p.name for p in target.iterdir())
@@ -278,11 +284,7 @@ def test_an_empty_or_existing_run_dir_is_fine(good_run: Path, tmp_path: Path) ->
 def test_merge_into_a_dir_that_holds_other_files(
     given: str, good_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = tmp_path / "mine"
-    (home / "papers").mkdir(parents=True)
-    (home / "papers" / "draft.txt").write_text("my draft")
-    (home / "notes.txt").write_text("my notes")
-    monkeypatch.chdir(home)
+    home = _home_with_files(tmp_path, monkeypatch)
     os.chmod(home, 0o755)
     before = {p.relative_to(home): p.read_bytes() for p in home.rglob("*") if p.is_file()}
     line = typed("merge", str(good_run), "--into", given).one_line_error()

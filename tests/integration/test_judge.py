@@ -231,15 +231,22 @@ def test_analyze_reads_stored_labels_and_refuses_an_unjudged_run(tmp_path: Path)
     assert "lexicon vs judge" in report
 
 
-def test_a_10_percent_judge_recovers_the_planted_kappa(tmp_path: Path) -> None:
+def _judged_study(tmp_path: Path, replicates: int) -> tuple[Path, Path]:
+    """The paper world with a judge that flips 10% of its labels, and a study of 6 agents,
+    8 turns and two individuation ratios judged in it."""
     world = tmp_path / "judge10.yaml"
     data = yaml.safe_load(assets.path("configs", "synthetic", "paper.yaml").read_text())
     world.write_text(yaml.safe_dump({**data, "name": "judge10", "judge_error_rate": 0.1}))
-    config = write_study(tmp_path, replicates=4, agents={"count": 6, "target": 6})
+    config = write_study(tmp_path, replicates=replicates, agents={"count": 6, "target": 6})
     study = yaml.safe_load(config.read_text())
     study["conversation"]["turns"] = 8
     study["factors"]["individuation_ratios"] = [0.0, 1.0]
     config.write_text(yaml.safe_dump(study, sort_keys=False))
+    return world, config
+
+
+def test_a_10_percent_judge_recovers_the_planted_kappa(tmp_path: Path) -> None:
+    world, config = _judged_study(tmp_path, replicates=4)
     run_dir = tmp_path / "big"
     assert run_command(config, world=str(world), run_dir=run_dir).complete
     scores = score_run(run_dir, backend=SyntheticBackend(load_world(world)))
@@ -331,14 +338,7 @@ def test_code_agree_recovers_the_planted_judge_kappa_against_an_exact_coder(
 ) -> None:
     """The oracle codes the sample without error; the judge flips each label at 10%. The
     judge-vs-coder kappa must be the kappa that flip rate implies at the coded base rate."""
-    world = tmp_path / "judge10.yaml"
-    data = yaml.safe_load(assets.path("configs", "synthetic", "paper.yaml").read_text())
-    world.write_text(yaml.safe_dump({**data, "name": "judge10", "judge_error_rate": 0.1}))
-    config = write_study(tmp_path, replicates=12, agents={"count": 6, "target": 6})
-    study = yaml.safe_load(config.read_text())
-    study["conversation"]["turns"] = 8
-    study["factors"]["individuation_ratios"] = [0.0, 1.0]
-    config.write_text(yaml.safe_dump(study, sort_keys=False))
+    world, config = _judged_study(tmp_path, replicates=12)
     run_dir = tmp_path / "run"
     assert run_command(config, world=str(world), run_dir=run_dir).complete
     sample = cli("code", "sample", str(run_dir), "--per-language", "100000")

@@ -33,9 +33,10 @@ import numpy as np
 import pandas as pd
 
 from alignbf.errors import AnalysisError
-from alignbf.scoring.coding import hit_channels, judge_codes, read_codes, read_key
+from alignbf.scoring.coding import judge_codes, read_codes, read_key
 from alignbf.scoring.lexicon import CATEGORIES
-from alignbf.store.store import write_atomic
+from alignbf.scoring.scores import study_of
+from alignbf.store.store import Store, write_atomic
 
 VALIDITY_COLUMNS = [
     "language", "category", "instrument", "n", "unlabelled", "positives", "coders",
@@ -227,8 +228,10 @@ def agree_run(
     ids = list(key["id"])
     coded = [read_codes(path, ids) for path in files]
     reference = read_codes(adjudicated, ids) if adjudicated is not None else None
-    judge = judge_codes(run_dir, key)
-    counted = key["channel"].isin(list(hit_channels(run_dir)))
+    with Store(run_dir, readonly=True) as store:
+        study = study_of(store)
+        judge = judge_codes(store, study, key)
+    counted = key["channel"].isin(list(study.scoring.hit_channels))
     table = agreement_table(key, coded, reference, reps, seed, judge, counted)
     out = run_dir / "analysis"
     out.mkdir(exist_ok=True)

@@ -36,7 +36,7 @@ import pandas as pd
 
 from alignbf import __version__
 from alignbf.config import assets
-from alignbf.config.study import EchoFilter
+from alignbf.config.study import EchoFilter, Study
 from alignbf.errors import AnalysisError, ConfigError
 from alignbf.scoring.judge import label_frame
 from alignbf.scoring.lexicon import CATEGORIES, instruction_echo, load_lexicon
@@ -196,15 +196,10 @@ def read_key(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def hit_channels(run_dir: Path) -> tuple[str, ...]:
-    """The channels whose hits a run's scores count (its recorded ``scoring.hit_channels``)."""
-    with Store(run_dir, readonly=True) as store:
-        return tuple(study_of(store).scoring.hit_channels)
-
-
-def judge_codes(run_dir: Path, key: pd.DataFrame) -> pd.DataFrame | None:
+def judge_codes(store: Store, study: Study, key: pd.DataFrame) -> pd.DataFrame | None:
     """The judge's labels of a sample's utterances, in the order of ``key``; None when
-    the run's ``scoring.instrument`` is the lexicon alone.
+    the run's ``scoring.instrument`` (``study``, as recorded in the run) is the lexicon
+    alone.
 
     Columns: ``judged`` (the utterance is one the judge labels: a hit channel of an ``ok``
     simulation), ``labelled``, ``reason`` and the judge's 0/1 per category (NaN when not
@@ -213,11 +208,9 @@ def judge_codes(run_dir: Path, key: pd.DataFrame) -> pd.DataFrame | None:
     Raises:
         AnalysisError: a sampled utterance the judge labels has no label yet.
     """
-    with Store(run_dir, readonly=True) as store:
-        study = study_of(store)
-        if study.scoring.instrument == "lexicon":
-            return None
-        labels = label_frame(store, study)
+    if study.scoring.instrument == "lexicon":
+        return None
+    labels = label_frame(store, study)
     keys = ["sim_id", "turn", "agent", "channel"]
     wanted = labels[[*keys, "labelled", "reason", *CATEGORIES]]
     merged = key[keys].merge(wanted, on=keys, how="left", indicator=True)
@@ -225,8 +218,8 @@ def judge_codes(run_dir: Path, key: pd.DataFrame) -> pd.DataFrame | None:
     missing = int((merged["judged"] & merged["labelled"].isna()).sum())
     if missing:
         raise AnalysisError(
-            f"{run_dir}: {missing} of the {int(merged['judged'].sum())} sampled utterances the "
-            f"judge labels have no label yet; run `alignbf score {run_dir}` first"
+            f"{store.dir}: {missing} of the {int(merged['judged'].sum())} sampled utterances the "
+            f"judge labels have no label yet; run `alignbf score {store.dir}` first"
         )
     return merged.drop(columns=keys)
 
