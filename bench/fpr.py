@@ -45,7 +45,9 @@ SE sqrt(r (1 - r) / N), and ``fwer_<family>``, the share of analyses with any ve
 (``fpr_<id>_exact``, ``fwer_<family>_exact``, ...). Out of ``--out DIR`` come
 ``tests.csv`` (one row per analysis, test and hypothesis, with p, Holm p, estimate,
 statistic, df, verdict and note; written every 10 analyses) and ``scores.parquet``
-(every analysis' simulation scores).
+(every analysis' simulation scores; both written every 10 analyses). ``--scope`` analyses
+under another z-score reference; with ``--load`` the indices are recomputed from the saved
+components, so one simulation can be analysed under every reference.
 
 Cost: about 20-30 ms of CPU per simulation (generation, then scoring) plus about 2.5 s
 per analysis (the mixed model and 100 per-language OLS fits); on a shared 2-core machine
@@ -99,6 +101,8 @@ DESIGN_COLUMNS = [
     "replicate",
 ]
 """The design columns a run's scores start with (its id, its cell, its replicate)."""
+DERIVED = ("z_", "cpi", "di", "indices_version")
+"""Prefixes of the columns ``add_indices`` makes: dropped from saved scores and made again."""
 TESTS = ("exact", "midp")
 """The binomial tests of ``count_languages``: every analysis is decided once with each."""
 NO_COUNT = "-"
@@ -335,19 +339,26 @@ def false_positive_rates(
     seed: int = 0,
     start: int = 0,
     load: pd.DataFrame | None = None,
-    on_analysis: Callable[[int, float, list[dict[str, Any]]], None] | None = None,
+    scope: str | None = None,
+    on_analysis: Callable[[int, float, list[dict[str, Any]], list[pd.DataFrame]], None]
+    | None = None,
 ) -> FprResult:
     """Simulate and analyse ``analyses`` independent studies (see the module docstring),
     numbered from ``start`` (the number is part of the seed salt, so runs with disjoint
     numbers are independent and can be pooled).
 
     ``load``: simulation scores saved by an earlier call (column ``analysis``), analysed
-    again instead of simulating. ``on_analysis(number, seconds, records)`` is called
-    after each analysis with the records so far.
+    again instead of simulating; their indices are computed again from the components, so
+    a saved simulation can be analysed under another reference. ``scope``: the z-score
+    reference (default: the study's). ``on_analysis(number, seconds, records, frames)`` is
+    called after each analysis with the records and simulation scores so far.
     """
     _, study, prereg = _prereg(config)
     if replicates is not None:
         study = study.model_copy(update={"replicates": replicates})
+    if scope is not None:
+        scoring = study.scoring.model_copy(update={"zscore_scope": scope})
+        study = study.model_copy(update={"scoring": scoring})
     languages = load_languages()
     agents = any(h.level == "agent" for h in prereg.hypotheses)
     if load is not None and agents:
@@ -360,13 +371,15 @@ def false_positive_rates(
         began = time.perf_counter()
         if load is not None:
             rows = load[load["analysis"] == i].drop(columns="analysis")
+            derived = [c for c in rows.columns if c.startswith(DERIVED) or c in DERIVED]
+            rows = add_indices(rows.drop(columns=derived), study.scoring)
             scores = Scores(rows, pd.DataFrame(), [])
         else:
             scores = simulate_scores(study, model, f"fpr:{seed}:{i}", agents)
         frames.append(scores.simulations.assign(analysis=i))
         records += [{"seed": seed, **r} for r in analyse(i, prereg, scores, languages)]
         if on_analysis is not None:
-            on_analysis(i, time.perf_counter() - began, records)
+            on_analysis(i, time.perf_counter() - began, records, frames)
     sims = pd.concat(frames, ignore_index=True)
     replicates = study.replicates if load is None else int(sims["replicate"].max()) + 1
     return _result(pd.DataFrame(records), sims, replicates, world, prereg)
@@ -432,6 +445,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--load", type=Path, help="analyse DIR/scores.parquet, no simulation")
     parser.add_argument(
+        "--scope", default=None, help="z-score reference (default: the study's zscore_scope)"
+    )
+    parser.add_argument(
         "--summarise", type=Path, nargs="+", metavar="DIR", help="pool the tests.csv of runs"
     )
     args = parser.parse_args(argv)
@@ -444,13 +460,18 @@ def main(argv: list[str] | None = None) -> None:
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
 
-        def progress(i: int, seconds: float, records: list[dict[str, Any]]) -> None:
+        def progress(
+            i: int, seconds: float, records: list[dict[str, Any]], frames: list[pd.DataFrame]
+        ) -> None:
             done = len({r["analysis"] for r in records})
             if done % 10 == 0 or done == total:
                 elapsed = time.perf_counter() - began
                 print(f"{done}/{total} analyses, last {seconds:.1f}s, {elapsed:.0f}s", flush=True)
                 if args.out:
                     pd.DataFrame(records).to_csv(args.out / "tests.csv", index=False)
+                    if load is None:
+                        scores = pd.concat(frames, ignore_index=True)
+                        scores.to_parquet(args.out / "scores.parquet", index=False)
 
         result = false_positive_rates(
             args.config,
@@ -460,10 +481,9 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             start=args.start,
             load=load,
+            scope=args.scope,
             on_analysis=progress,
         )
-        if args.out and load is None:
-            result.scores.to_parquet(args.out / "scores.parquet", index=False)
     wall = time.perf_counter() - began
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(result.rates.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -92,13 +92,39 @@ def test_control_reference_centres_on_the_control_cell_and_scales_by_within_cell
             "protective_rate": [0.0] * 8,
         }
     )
-    out = add_indices(frame, Scoring())
+    out = add_indices(frame, Scoring(zscore_scope="control"))
     expected = [-0.447214, 0.447214, 1.341641, 3.130495]
     assert out["z_coercive"].tolist() == pytest.approx(expected * 2, abs=2e-6)
     assert out["z_monologue_ratio"].tolist() == pytest.approx(expected * 2, abs=2e-6)
     assert set(out["z_scope"]) == {"control"}
     # Pooled z mixes the two unit scales: Japanese rows dominate the SD.
     assert out["z_coercive__pooled"].iloc[0] != pytest.approx(out["z_coercive__pooled"].iloc[4])
+
+
+def test_within_reference_centres_on_the_mean_of_cell_means() -> None:
+    # en: control cell (ratio 0) holds 1, 3, 2 (mean 2); the treated cell 5, 9 (mean 7).
+    # Centre = (2 + 7) / 2 = 4.5, not the row mean 4; within-cell SS = 2 + 8 = 10 on
+    # 2 + 1 = 3 df, SD = sqrt(10 / 3) = 1.825742. ja is en times 10: the same z-scores.
+    values = [1.0, 3.0, 2.0, 5.0, 9.0]
+    frame = pd.DataFrame(
+        {
+            "language": ["en"] * 5 + ["ja"] * 5,
+            "model": ["m"] * 10,
+            "alignment_ratio": [0.0, 0.0, 0.0, 1.0, 1.0] * 2,
+            "individuation_ratio": [0.0] * 10,
+            "monologue_ratio": [v / 10 for v in values] * 2,
+            "coercive_rate": values + [10 * v for v in values],
+            "protective_rate": [0.0] * 10,
+        }
+    )
+    out = add_indices(frame, Scoring())
+    expected = [-1.917029, -0.821584, -1.369306, 0.273861, 2.464752]
+    assert out["z_coercive"].tolist() == pytest.approx(expected * 2, abs=2e-6)
+    assert out["z_monologue_ratio"].tolist() == pytest.approx(expected * 2, abs=2e-6)
+    assert set(out["z_scope"]) == {"within"}
+    # The control reference has the same scale and differences, shifted by the centre.
+    shift = out["z_coercive__control"] - out["z_coercive__within"]
+    assert shift.tolist() == pytest.approx([(4.5 - 2) / (10 / 3) ** 0.5] * 10, abs=2e-6)
 
 
 def test_every_reference_is_computed_for_the_sensitivity_analysis() -> None:

@@ -28,7 +28,7 @@ from alignbf.config.urls import redact_urls
 from alignbf.config.yamlfile import load_yaml
 from alignbf.errors import ConfigError
 
-ZScope = Literal["control", "language", "pooled", "model"]
+ZScope = Literal["within", "control", "language", "pooled", "model"]
 
 
 MAX_SIMULATIONS = 1_000_000
@@ -191,9 +191,10 @@ class Scoring(_Strict):
     (``judge``) or both (indices from the lexicon, plus lexicon-judge agreement)."""
     judge: Judge | None = None
     """The judge model and its sampling; required when ``instrument`` is judge or both."""
-    zscore_scope: ZScope = "control"
-    """Reference of the z-scores: ``control`` (within language: the control cell's mean and
-    the pooled within-cell SD), ``language``, ``pooled`` (the whole study) or ``model``."""
+    zscore_scope: ZScope = "within"
+    """Reference of the z-scores: ``within`` (within language: the pooled within-cell SD,
+    centred on the mean of the cell means), ``control`` (the same SD, centred on the
+    control cell's mean), ``language``, ``pooled`` (the whole study) or ``model``."""
     echo: EchoFilter = EchoFilter()
     """Hits inside spans that repeat the agent's instructions, persona or the facility
     events are not counted (see the README's scoring section)."""

@@ -10,14 +10,21 @@ indices are not independent, and every result on them is shown with its componen
 
 The z-score reference is the study's ``scoring.zscore_scope``:
 
-* ``control`` (the default): within each language, centred on the mean of that
-  language's control cell (its lowest alignment and individuation ratios: 0% and 0% in
-  every shipped study) and scaled by the language's pooled within-cell SD (each cell's
-  deviations from its own mean, cells being language x alignment x individuation x model).
-  Units (words, or characters for ja/zh/th) and lexicon sensitivity differ between
+* ``within`` (the default): within each language, scaled by the language's pooled
+  within-cell SD (each cell's deviations from its own mean, cells being language x
+  alignment x individuation x model) and centred on the mean of the language's cell
+  means. Units (words, or characters for ja/zh/th) and lexicon sensitivity differ between
   languages; standardising within language cancels both, and a within-cell SD is not
   inflated by the treatment effect itself, while pooling every cell of the language gives
-  it far more degrees of freedom than the control cell alone.
+  it far more degrees of freedom than the control cell alone. Every cell enters the
+  centre with the same weight, so no cell's sampling error is shared by the others.
+* ``control``: the same scale, centred on the mean of the language's control cell (its
+  lowest alignment and individuation ratios: 0% and 0% in every shipped study), so the
+  control cell reads 0. Its mean is estimated from that cell alone, and its error is
+  shared by every other cell of the language as a common step away from the control
+  cell: a model with a random alignment slope per language absorbs that step as slope
+  variance and is conservative (on the null world's Study 2 its DI slope test rejected
+  0 of 99 times at alpha = .05). Differences between cells are the same as ``within``'s.
 * ``language``: plain z within each language (mean and SD of all its rows).
 * ``model``: plain z within each model.
 * ``pooled``: plain z over all scored rows (puts per-character and per-word rates on
@@ -37,7 +44,7 @@ import pandas as pd
 from alignbf.config.study import IndexWeights, Scoring
 
 INDICES_VERSION = "2.0.0"
-SCOPES = ("control", "language", "pooled", "model")
+SCOPES = ("within", "control", "language", "pooled", "model")
 SCOPE_COLUMN = {"pooled": None, "language": "language", "model": "model"}
 CELL = ["language", "alignment_ratio", "individuation_ratio", "model"]
 COMPONENTS = ("monologue_ratio", "coercive", "protective")
@@ -49,23 +56,30 @@ def _plain_z(values: pd.Series, groups: pd.Series) -> pd.Series:
     return (values - mean) / sd.where(sd > 0)
 
 
-def _control_z(frame: pd.DataFrame, values: pd.Series) -> pd.Series:
-    """z against each language's control-cell mean and pooled within-cell SD."""
+def _within_z(frame: pd.DataFrame, values: pd.Series, centre_on: str) -> pd.Series:
+    """z within each language, scaled by its pooled within-cell SD and centred on the mean
+    of its cell means (``within``) or on its control cell's mean (``control``)."""
     cells = [c for c in CELL if c in frame.columns]
     data = frame[cells].assign(_v=values)
-    deviation = data["_v"] - data.groupby(cells)["_v"].transform("mean")
+    cell_mean = data.groupby(cells)["_v"].transform("mean")
+    deviation = data["_v"] - cell_mean
     df = data.groupby(cells)["_v"].transform("count") - 1
     by_language = pd.DataFrame({"language": frame["language"], "sq": deviation**2, "df": df})
     first = ~data.duplicated(cells)
     totals = by_language.groupby("language").agg(sq=("sq", "sum"))
     totals["df"] = by_language[first].groupby("language")["df"].sum()
     sd = np.sqrt(totals["sq"] / totals["df"].where(totals["df"] > 0))
-    lowest = frame.groupby("language")[["alignment_ratio", "individuation_ratio"]].transform("min")
-    control = (frame["alignment_ratio"] == lowest["alignment_ratio"]) & (
-        frame["individuation_ratio"] == lowest["individuation_ratio"]
-    )
-    centre = data["_v"].where(control).groupby(frame["language"]).mean()
     language = frame["language"]
+    if centre_on == "control":
+        lowest = frame.groupby("language")[["alignment_ratio", "individuation_ratio"]].transform(
+            "min"
+        )
+        control = (frame["alignment_ratio"] == lowest["alignment_ratio"]) & (
+            frame["individuation_ratio"] == lowest["individuation_ratio"]
+        )
+        centre = data["_v"].where(control).groupby(language).mean()
+    else:
+        centre = cell_mean[first & values.notna()].groupby(language[first]).mean()
     scale = language.map(sd)
     return (values - language.map(centre)) / scale.where(scale > 0)
 
@@ -73,8 +87,8 @@ def _control_z(frame: pd.DataFrame, values: pd.Series) -> pd.Series:
 def zscore(frame: pd.DataFrame, column: str, scope: str) -> pd.Series:
     """z-scores of ``column`` against the scope's reference (see the module docstring)."""
     values = frame[column].astype(float)
-    if scope == "control":
-        z = _control_z(frame, values)
+    if scope in ("within", "control"):
+        z = _within_z(frame, values, scope)
     else:
         by = SCOPE_COLUMN[scope]
         groups = pd.Series(0, index=frame.index) if by is None else frame[by]
