@@ -120,6 +120,7 @@ def test_explain_reports_the_term_and_the_negation() -> None:
             "end": 17,
             "text": "comply",
             "negated": True,
+            "negated_by": "not",
             "echo": False,
         }
     ]

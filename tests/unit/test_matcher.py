@@ -84,6 +84,24 @@ def test_echoed_spans_are_not_counted(tmp_path: Path) -> None:
     assert [m["echo"] for m in report["matches"]] == [True, False, False]
 
 
+def test_a_negated_echo_counts_unless_its_cue_is_echoed_too(tmp_path: Path) -> None:
+    # The event says "residents must obey the supervisor"; a reply that refuses in its
+    # words adds the negation: its act is new, not a repetition.
+    lex = _lexicon(tmp_path)
+    echo = lex.echo(["Residents must obey the supervisor at all times."], 4)
+    refusal = "I will not obey the supervisor at all times."
+    assert _counts(lex, refusal, echo=echo) == {"protective": 1}
+    assert lex.count(refusal, echo).echoed == 0
+    report = lex.explain(refusal, echo)
+    assert [(m["negated_by"], m["echo"]) for m in report["matches"]] == [("not", False)]
+    # Repeating it, the hit is an echo; so is a negation copied with the instruction.
+    assert lex.count("residents must obey the supervisor", echo).echoed == 1
+    copied = lex.echo(["Nobody should be punished for speaking up."], 4)
+    told = "We were told: nobody should be punished for speaking up."
+    assert lex.count(told, copied).echoed == 1 and _counts(lex, told, echo=copied) == {}
+    assert [m["echo"] for m in lex.explain(told, copied)["matches"]] == [True]
+
+
 def test_the_echo_shortcut_agrees_with_the_full_check(tmp_path: Path) -> None:
     lex = _lexicon(tmp_path)
     echo = lex.echo(["Respect the dignity of every person and never evict her."], 4)
@@ -93,6 +111,7 @@ def test_the_echo_shortcut_agrees_with_the_full_check(tmp_path: Path) -> None:
         "\u0301 respect the dignity of every person",  # a word of marks alone
         "\u0301respect the dignity of every person",
         "never evict her, I refuse",
+        "I will not evict her",
         "we protect the dignity",
         "dignity",
     ]

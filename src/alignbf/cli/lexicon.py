@@ -34,7 +34,8 @@ def lexicon_explain(
         f"{result['language']} lexicon {result['version']}: {result['units']} {result['unit']}s"
     )
     for m in result["matches"]:
-        marks = [mark for mark, on in (("negated", m["negated"]), ("echo", m["echo"])) if on]
+        negated = f"negated by {m['negated_by']!r}" if m["negated_by"] else "negated"
+        marks = [mark for mark, on in ((negated, m["negated"]), ("echo", m["echo"])) if on]
         typer.echo(
             f"  {m['category']:<14} {m['text']!r} at {m['start']}-{m['end']} (term {m['term']!r})"
             + (f" [{', '.join(marks)}]" if marks else "")

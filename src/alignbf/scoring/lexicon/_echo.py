@@ -17,9 +17,13 @@ from alignbf.scoring.lexicon._base import _LETTER, _NON_LETTERS, _WORD, _letters
 _RUNS = 3
 """Longest run of units :attr:`Echo.runs` holds."""
 
-_Hit = tuple[int, str, bool, int, int]
-"""(index of the marked token, category, negated, start, end): start and end in words for
-``word`` lexicons, in characters of the normalised text for ``char`` lexicons."""
+_Hit = tuple[int, str, bool, int, int, int]
+"""(index of the marked token, category, negated, start, end, cue): start and end in words
+for ``word`` lexicons, in characters of the normalised text for ``char`` lexicons; ``cue``
+is the index of the negating cue's entry in :data:`_Cue` form, or -1."""
+_Cue = tuple[int, int, int, bool, bool, int]
+"""A negation cue in a text: (start, end, scope, before, after, index of the marked token),
+start and end like a hit's."""
 
 _NEXT_WORD = re.compile(f"[^{_WORD[1:]}*+({_WORD}+)")
 """The first word at or after a position (reversed text: the last word before it)."""
