@@ -16,23 +16,17 @@ are numbered from ``--start``, so runs with disjoint numbers pool (``--summarise
 
 The path is the project's own, without a run directory:
 
-* each simulation is the study's turn loop (``engine.conversation.Conversation``, the
-  study's prompts, turn order and channel format) answered by the synthetic model of the
-  world (the text ``SyntheticBackend.complete`` returns; the run store, response cache
-  and cost accounting are left out, as nothing of them reaches a transcript);
-* a simulation whose replies break the channel format too often ends ``invalid_output``
-  and is not scored, as in a run; the others are scored as ``scoring.scores.
-  compute_scores`` scores a stored run: ``count_messages`` with the study's echo filter,
-  ``simulation_measures`` over the hit channels, ``add_indices`` (CPI, DI and the
-  z-scores of every scope). The refusal columns are not computed: no Study 2
-  hypothesis reads them. Agent-level scores are made only when a hypothesis asks;
+* each study is simulated and scored in memory by ``alignbf.scoring.memory.
+  simulate_scores`` (the study's turn loop answered by the world's synthetic model,
+  scored as ``alignbf score`` scores a stored run); agent-level scores are made only
+  when a hypothesis asks;
 * the preregistration is evaluated as ``alignbf analyze`` evaluates it
   (``verdicts.evaluate`` per hypothesis, ``verdicts.decide_all``: Holm within each
   family, then each decision rule). Every analysis is decided twice, once with each
   binomial test of the ``count_languages`` hypotheses (``test: exact`` and ``midp``,
   redone on the same counts, Holm redone with their p-values).
 
-``tests/integration/test_fpr_bench.py`` checks that these scores equal those of
+``tests/integration/test_fpr_bench.py`` checks that those scores equal the ones of
 ``alignbf run`` + ``alignbf score`` on the same seeds.
 
 Per hypothesis it reports the rejection rate ``fpr_<id>`` = P(p < alpha) with the
@@ -61,7 +55,6 @@ fwer_confirmatory=... count_test=midp analyses=N replicates=R world=... wall_s=.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import sys
 import time
@@ -81,88 +74,19 @@ from alignbf.analysis.stats import sign_test  # noqa: E402
 from alignbf.analysis.verdicts import Source, decide_all, evaluate  # noqa: E402
 from alignbf.config import assets  # noqa: E402
 from alignbf.config.hypotheses import CountLanguages, Hypothesis, Prereg, load_prereg  # noqa: E402
-from alignbf.config.prompts import load_prompts  # noqa: E402
 from alignbf.config.study import Study, load_languages, load_study  # noqa: E402
-from alignbf.engine.conversation import Conversation, Transcript  # noqa: E402
-from alignbf.engine.grid import SimSpec, expand  # noqa: E402
 from alignbf.engine.synthetic import SyntheticModel, load_world  # noqa: E402
 from alignbf.errors import ConfigError  # noqa: E402
 from alignbf.scoring.indices import add_indices  # noqa: E402
-from alignbf.scoring.measures import agent_measures, count_messages, simulation_measures  # noqa: E402
+from alignbf.scoring.memory import simulate_scores  # noqa: E402
 from alignbf.scoring.scores import Scores  # noqa: E402
-from alignbf.transport.backend import ChatRequest, Completion  # noqa: E402
 
-DESIGN_COLUMNS = [
-    "sim_id",
-    "language",
-    "alignment_ratio",
-    "individuation_ratio",
-    "model",
-    "replicate",
-]
-"""The design columns a run's scores start with (its id, its cell, its replicate)."""
 DERIVED = ("z_", "cpi", "di", "indices_version")
 """Prefixes of the columns ``add_indices`` makes: dropped from saved scores and made again."""
 TESTS = ("exact", "midp")
 """The binomial tests of ``count_languages``: every analysis is decided once with each."""
 NO_COUNT = "-"
 """The ``test`` of the records of a preregistration without count hypotheses."""
-
-
-def _transcripts(specs: list[SimSpec], model: SyntheticModel) -> list[Transcript]:
-    async def ask(request: ChatRequest, digest: str) -> Completion:
-        return Completion(text=model.reply(request))
-
-    async def play() -> list[Transcript]:
-        return [await Conversation(s, load_prompts(s.language)).run(ask) for s in specs]
-
-    return asyncio.run(play())
-
-
-def simulate_scores(study: Study, model: SyntheticModel, salt: str, agents: bool = False) -> Scores:
-    """One whole study on the synthetic model, seeds salted with ``salt``, scored in memory.
-
-    Returns the simulation scores (and agent scores when ``agents``) of the ``ok``
-    simulations, as ``compute_scores`` makes them from a stored run, without the refusal
-    columns.
-    """
-    if study.scoring.instrument != "lexicon":
-        raise ConfigError(f"{study.name}: the benchmark scores with the lexicon only")
-    specs = expand(study, seed_salt=salt)
-    kept = [
-        (spec, out)
-        for spec, out in zip(specs, _transcripts(specs, model), strict=True)
-        if out.status(spec.invalid_threshold) == "ok"
-    ]
-    design = pd.DataFrame(
-        [[getattr(spec, c) for c in DESIGN_COLUMNS] for spec, _ in kept], columns=DESIGN_COLUMNS
-    )
-    rows = [
-        (spec.sim_id, agent, channel, spec.language, text)
-        for spec, out in kept
-        for _, agent, channel, _, text in out.rows
-        if agent >= 0
-    ]
-    messages = count_messages(rows, study.scoring.echo.table(), workers=1)
-    hit = list(study.scoring.hit_channels)
-    sims = add_indices(design.merge(simulation_measures(messages, hit), on="sim_id"), study.scoring)
-    agent_scores = pd.DataFrame()
-    if agents:
-        assignment = pd.DataFrame(
-            [
-                (spec.sim_id, i, aligned, individuated)
-                for spec, _ in kept
-                for i, (aligned, individuated) in enumerate(
-                    zip(spec.aligned, spec.individuated, strict=True)
-                )
-            ],
-            columns=["sim_id", "agent", "aligned", "individuated"],
-        )
-        agent_scores = design.merge(assignment, on="sim_id").merge(
-            agent_measures(messages, hit), on=["sim_id", "agent"], how="left"
-        )
-        agent_scores = add_indices(agent_scores, study.scoring)
-    return Scores(sims, agent_scores, [])
 
 
 def _with_test(prereg: Prereg, test: str) -> Prereg:

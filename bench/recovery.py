@@ -26,6 +26,8 @@ import random
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -38,9 +40,46 @@ REPS = int(os.environ.get("RECOVERY_REPS", "300"))
 PLANNED = 15
 
 
+def _run_shard(job: tuple[str, str | None, str, str]) -> str:
+    """Run one shard of the pool study."""
+    from alignbf.engine.runner import run_study
+    from alignbf.engine.synthetic import SyntheticBackend, load_world
+
+    config, world, shard, run_dir = job
+    w = load_world(world)
+    result = run_study(
+        config,
+        backend=SyntheticBackend(w),
+        backend_name=f"synthetic:{w.name}",
+        run_dir=Path(run_dir),
+        shard_text=shard,
+    )
+    if not result.complete:
+        raise RuntimeError(f"pool shard {shard} did not complete: {result.stopped}")
+    return run_dir
+
+
+def simulate_pool(
+    config_path: Path, world: str | None, directory: Path, workers: int, tick: Callable[[], None]
+) -> Path:
+    """Run the pool study sharded over ``workers`` processes and merge it."""
+    from alignbf.store.merge import merge_runs
+
+    jobs = [
+        (str(config_path), world, f"{k}/{workers}", str(directory / f"shard{k}"))
+        for k in range(1, workers + 1)
+    ]
+    shards = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for done in pool.map(_run_shard, jobs):
+            shards.append(Path(done))
+            tick()
+    merge_runs(shards, directory / "pool")
+    return directory / "pool"
+
+
 def _pool(world: str, directory: Path):  # type: ignore[no-untyped-def]
     """Lexicon scores and oracle scores of a pool run of Study 2 at ratios 0 and 1."""
-    from alignbf.analysis.power import simulate_pool
     from alignbf.analysis.validity import _messages, _oracle_scores, label_sentences
     from alignbf.config import assets
     from alignbf.config.study import load_study

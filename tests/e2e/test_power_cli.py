@@ -18,7 +18,7 @@ def test_power_reports_each_confirmatory_hypothesis(tmp_path: Path) -> None:
         f"endpoints_file: {assets.path('configs', 'endpoints.yaml')}\n"
         f"prereg: {assets.path('prereg', 'study1.yaml')}\n"
     )
-    result = cli("power", str(config), "--sims", "20", "--pool", "12", "--json")
+    result = cli("power", str(config), "--sims", "20", "--max-replicates", "6", "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     powered = {row["id"] for row in out["power"]}
@@ -41,7 +41,17 @@ def test_power_is_reproducible_and_never_falls_with_size(tmp_path: Path) -> None
         f"endpoints_file: {assets.path('configs', 'endpoints.yaml')}\n"
         f"prereg: {assets.path('prereg', 'study1.yaml')}\n"
     )
-    args = ("power", str(config), "--world", "null", "--sims", "40", "--pool", "20", "--json")
+    args = (
+        "power",
+        str(config),
+        "--world",
+        "null",
+        "--sims",
+        "40",
+        "--max-replicates",
+        "10",
+        "--json",
+    )
     first, second = cli(*args), cli(*args)
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout

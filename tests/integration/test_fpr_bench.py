@@ -1,5 +1,6 @@
-"""bench/fpr.py: its in-memory path scores a study exactly as ``alignbf run`` + ``alignbf
-score`` do, and its core returns rates with Monte-Carlo SEs (the false-positive floor
+"""bench/fpr.py and ``alignbf power``: the in-memory path (``scoring.memory``) scores a
+study exactly as ``alignbf run`` + ``alignbf score`` do, a smaller study is the first
+replicates of a larger one, and its core returns rates with Monte-Carlo SEs (the false-positive floor
 itself is measured by the benchmark, not asserted here)."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from alignbf.config import assets
 from alignbf.config.study import load_study
 from alignbf.engine.runner import run_study
 from alignbf.engine.synthetic import SyntheticBackend, SyntheticModel, load_world
+from alignbf.scoring.memory import simulate_scores
 from alignbf.scoring.scores import score_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +65,23 @@ def test_in_memory_scores_equal_a_stored_run(small_study2: Path, tmp_path: Path)
     theirs = stored[mine.simulations.columns].sort_values("sim_id").reset_index(drop=True)
     ours = mine.simulations.sort_values("sim_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(ours, theirs, check_dtype=False)
+
+
+def test_a_smaller_study_is_the_first_replicates_of_a_larger_one(small_study2: Path) -> None:
+    # What ``alignbf power`` relies on: the study of size r is a subset of each draw, and
+    # draws with different salts share no simulation.
+    study = load_study(small_study2)
+    model = SyntheticModel(load_world("paper"))
+    large = simulate_scores(study.model_copy(update={"replicates": 3}), model, "power:0:0")
+    small = simulate_scores(study, model, "power:0:0").simulations
+    other = simulate_scores(study, model, "power:0:1").simulations
+    measured = ["sim_id", "units_talk", "coercive", "protective", "monologue_ratio"]
+    first = large.simulations[large.simulations["replicate"] < 2][measured]
+    pd.testing.assert_frame_equal(
+        first.sort_values("sim_id").reset_index(drop=True),
+        small[measured].sort_values("sim_id").reset_index(drop=True),
+    )
+    assert not small[measured[1:]].equals(other[measured[1:]])
 
 
 def test_core_returns_rates_with_their_errors(

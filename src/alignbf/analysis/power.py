@@ -1,28 +1,27 @@
 """``alignbf power``: power of each preregistered hypothesis, by simulation.
 
-1. Simulate a *pool* of ``pool`` replicates per cell of the study on a synthetic world
-   (default: twice the planned replicates, at least 30), sharded over every core.
-2. Score the pool once.
-3. For each of ``sims`` draws, shuffle the pool's replicates once (seeded by ``seed`` and
-   the draw) and, for each candidate number of replicates per cell ``r``, take the first
-   ``r``: the sizes share their random numbers, so a larger study contains the smaller
-   one. Recompute the indices on the subsample (z-scores depend on the sample) and run
-   the preregistered analysis.
-4. Power(h, r) = share of draws where hypothesis ``h`` is *supported*, with its
+1. Each of ``sims`` draws is a whole study of the largest candidate size (``max_replicates``
+   per cell; default twice the planned replicates) made afresh on a synthetic world and
+   scored in memory (:func:`alignbf.scoring.memory.simulate_scores`), its seeds salted
+   with ``power:<seed>:<draw>``: no two draws share a simulation, so the draws are
+   independent and the Monte-Carlo error of a share is the binomial one.
+2. For each candidate number of replicates per cell ``r``, the draw's first ``r``
+   replicates are the study of size ``r`` (a simulation's seed depends on its cell, its
+   replicate and the salt only): the sizes share their random numbers, so a larger study
+   contains the smaller one. The indices are recomputed on that subset (z-scores depend
+   on the sample) and the preregistered analysis is run on it.
+3. Power(h, r) = share of draws where hypothesis ``h`` is *supported*, with its
    Monte-Carlo standard error sqrt(p (1 - p) / sims). True power does not fall with
    ``r``; the reported ``power`` is the isotonic (pool-adjacent-violators) fit of the
    raw shares over ``r``, and ``power_raw`` keeps the shares themselves.
 
-Subsampling from a finite pool slightly understates sampling variance as ``r`` nears
-the pool size, so candidates stop at half the pool. Hypotheses that need another run
-(Study 4's Llama cells) or are descriptive are not powered here and say so.
+Hypotheses that need another run (Study 4's Llama cells) or are descriptive are not
+powered here and say so. Draws are spread over every core.
 """
 
 from __future__ import annotations
 
 import os
-import random
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,11 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from alignbf.config import assets
 from alignbf.config.study import Study, load_study
-from alignbf.config.yamlfile import parse_yaml, read_text
 
 
 @dataclass
@@ -43,7 +40,8 @@ class PowerResult:
 
     study: str
     world: str
-    pool: int
+    max_replicates: int
+    """Replicates per cell of each simulated study (the largest size)."""
     sims: int
     table: pd.DataFrame
     """Rows: ``id, replicates, power`` (non-decreasing in ``replicates``), ``power_raw``,
@@ -54,75 +52,34 @@ class PowerResult:
     """Hypothesis id -> why it is not powered."""
 
 
-def _pool_config(config_path: Path, study: Study, pool: int, directory: Path) -> Path:
-    data = parse_yaml(read_text(config_path), config_path)
-    data["replicates"] = pool
-    data["budget"] = {}
-    data["prereg"] = None  # the pool is not a registered run; its analysis is done here
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{study.name}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
-
-
-def _run_shard(job: tuple[str, str | None, str, str]) -> str:
-    from alignbf.engine.runner import run_study
-    from alignbf.engine.synthetic import SyntheticBackend, load_world
-
-    config, world, shard, run_dir = job
-    w = load_world(world)
-    result = run_study(
-        config,
-        backend=SyntheticBackend(w),
-        backend_name=f"synthetic:{w.name}",
-        run_dir=Path(run_dir),
-        shard_text=shard,
-    )
-    if not result.complete:
-        raise RuntimeError(f"pool shard {shard} did not complete: {result.stopped}")
-    return run_dir
-
-
-def simulate_pool(
-    config_path: Path, world: str | None, directory: Path, workers: int, tick: Callable[[], None]
-) -> Path:
-    """Run the pool study sharded over ``workers`` processes and merge it."""
-    from alignbf.store.merge import merge_runs
-
-    jobs = [
-        (str(config_path), world, f"{k}/{workers}", str(directory / f"shard{k}"))
-        for k in range(1, workers + 1)
-    ]
-    shards = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for done in pool.map(_run_shard, jobs):
-            shards.append(Path(done))
-            tick()
-    merge_runs(shards, directory / "pool")
-    return directory / "pool"
-
-
 def _subsample(frame: pd.DataFrame, keep: set[int]) -> pd.DataFrame:
     return frame[frame["replicate"].isin(keep)]
 
 
 def _draw(job: tuple[Any, ...]) -> list[tuple[str, int, bool]]:
-    """Evaluate every powered hypothesis at every size on draws ``first..first+n-1``."""
+    """Simulate draws ``first..first+n-1`` afresh and evaluate every powered hypothesis at
+    every size on each."""
     from alignbf.analysis.verdicts import Source, decide_all, evaluate
     from alignbf.config.study import load_languages
+    from alignbf.engine.synthetic import SyntheticModel, load_world
     from alignbf.scoring.indices import add_indices
+    from alignbf.scoring.memory import simulate_scores
     from alignbf.scoring.scores import Scores
 
-    sims, agents, prereg, scoring, pool, sizes, first, n, seed = job
+    study, world, prereg, sizes, first, n, seed = job
     languages = load_languages()
+    model = SyntheticModel(load_world(world))
+    agents = any(h.level == "agent" for h in prereg.hypotheses)
     out: list[tuple[str, int, bool]] = []
     for draw in range(first, first + n):
-        order = random.Random(f"{seed}:{draw}").sample(range(pool), pool)
+        drawn = simulate_scores(study, model, f"power:{seed}:{draw}", agents)
         for r in sizes:
-            keep = set(order[:r])
+            keep = set(range(r))
             scores = Scores(
-                add_indices(_subsample(sims, keep), scoring),
-                add_indices(_subsample(agents, keep), scoring),
+                add_indices(_subsample(drawn.simulations, keep), study.scoring),
+                add_indices(_subsample(drawn.agents, keep), study.scoring)
+                if agents
+                else pd.DataFrame(),
                 [],
             )
             source = Source(None, scores)
@@ -157,7 +114,7 @@ def estimate_power(
     *,
     world: str | None = None,
     sims: int = 100,
-    pool: int | None = None,
+    max_replicates: int | None = None,
     workers: int | None = None,
     seed: int = 0,
     on_progress: Callable[[str, int, int], None] | None = None,
@@ -166,18 +123,20 @@ def estimate_power(
     from alignbf.analysis.prereg import prereg_path
     from alignbf.config.hypotheses import load_prereg
     from alignbf.engine.synthetic import load_world
-    from alignbf.scoring.scores import score_run
+    from alignbf.errors import ConfigError
 
     config_path = assets.find_config(config)
     study = load_study(config_path)
     path = prereg_path(study, config_path)
     if path is None:
-        from alignbf.errors import ConfigError
-
         raise ConfigError(f"{config_path}: names no preregistration; nothing to power")
+    if study.scoring.instrument != "lexicon":
+        raise ConfigError(f"{config_path}: power simulates lexicon scores; set instrument: lexicon")
     prereg = load_prereg(path)
     workers = workers or os.cpu_count() or 1
-    pool = pool or max(2 * study.replicates, 30)
+    largest = max_replicates or 2 * study.replicates
+    if largest < 2:
+        raise ConfigError(f"max_replicates must be at least 2, not {largest}")
     report = on_progress or (lambda stage, done, total: None)
     skipped = {
         h.id: "needs another run" if h.input else "descriptive or exploratory"
@@ -188,39 +147,22 @@ def estimate_power(
         update={"hypotheses": [h for h in prereg.hypotheses if h.id not in skipped]}
     )
     candidates = sorted(
-        {r for r in (3, 5, 8, 10, 15, 20, 25, 30, 40, 50, study.replicates) if 2 <= r <= pool // 2}
-        | {min(study.replicates, pool // 2)}
+        {r for r in (3, 5, 8, 10, 15, 20, 25, 30, 40, 50) if 2 <= r <= largest}
+        | {min(study.replicates, largest), largest}
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        pool_config = _pool_config(config_path, study, pool, directory)
-        done = [0]
-
-        def tick() -> None:
-            done[0] += 1
-            report("simulating", done[0], workers)
-
-        scores = score_run(simulate_pool(pool_config, world, directory, workers, tick))
-    per_job = max(1, sims // (2 * workers))
+    drawn = study.model_copy(update={"replicates": largest})
+    name = load_world(world).name
+    per_job = max(1, -(-sims // (4 * workers)))
     jobs = [
-        (
-            scores.simulations,
-            scores.agents,
-            powered,
-            study.scoring,
-            pool,
-            candidates,
-            start,
-            min(per_job, sims - start),
-            seed,
-        )
+        (drawn, world, powered, candidates, start, min(per_job, sims - start), seed)
         for start in range(0, sims, per_job)
     ]
     results: list[tuple[str, int, bool]] = []
+    report("simulating and analysing", 0, len(jobs))
     with ProcessPoolExecutor(max_workers=workers) as executor:
         for i, chunk in enumerate(executor.map(_draw, jobs), start=1):
             results.extend(chunk)
-            report("analysing", i, len(jobs))
+            report("simulating and analysing", i, len(jobs))
     frame = pd.DataFrame(results, columns=["id", "replicates", "supported"])
     table = frame.groupby(["id", "replicates"], as_index=False)["supported"].mean()
     table = table.rename(columns={"supported": "power_raw"}).sort_values(["id", "replicates"])
@@ -231,9 +173,7 @@ def estimate_power(
     table = table[["id", "replicates", "power", "power_raw", "mc_se"]].reset_index(drop=True)
     costs = {r: _cost(study, config_path, r) for r in candidates}
     table["cost_usd"] = table["replicates"].map(costs)
-    return PowerResult(
-        study.name, load_world(world).name, pool, sims, table, _needed(table, study), skipped
-    )
+    return PowerResult(study.name, name, largest, sims, table, _needed(table, study), skipped)
 
 
 def _needed(table: pd.DataFrame, study: Study) -> pd.DataFrame:

@@ -314,14 +314,15 @@ def power(
     world: Annotated[
         str | None, typer.Option(help="Synthetic world (paper, null, or a file).")
     ] = None,
-    sims: Annotated[int, typer.Option(min=10, help="Simulated studies per candidate size.")] = 100,
-    pool: Annotated[
-        int | None, typer.Option(min=4, help="Replicates per cell simulated once.")
+    sims: Annotated[int, typer.Option(min=10, help="Independent simulated studies.")] = 100,
+    max_replicates: Annotated[
+        int | None,
+        typer.Option(min=2, help="Largest replicates per cell (default: twice the plan's)."),
     ] = None,
     budget: Annotated[
         float | None, typer.Option(help="Show the best power this many USD buys.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the subsample draws.")] = 0,
+    seed: Annotated[int, typer.Option(help="Salt of the simulated studies' seeds.")] = 0,
     as_json: AsJson = False,
 ) -> None:
     """Power of each preregistered hypothesis by simulation, and the replicates needed."""
@@ -330,14 +331,19 @@ def power(
 
     with stage_progress(as_json) as on_progress:
         result = estimate_power(
-            config, world=world, sims=sims, pool=pool, seed=seed, on_progress=on_progress
+            config,
+            world=world,
+            sims=sims,
+            max_replicates=max_replicates,
+            seed=seed,
+            on_progress=on_progress,
         )
     if as_json:
         _echo_json(
             {
                 "study": result.study,
                 "world": result.world,
-                "pool": result.pool,
+                "max_replicates": result.max_replicates,
                 "sims": result.sims,
                 "power": result.table.to_dict("records"),
                 "needed": result.needed.to_dict("records"),

@@ -317,7 +317,8 @@ def render_power(result: Any, budget: float | None) -> None:
     sizes = sorted(result.table["replicates"].unique())
     table = Table(
         title=f"Power of {result.study} on world {result.world!r} "
-        f"({result.sims} simulated studies per size, pool {result.pool}/cell)"
+        f"({result.sims} independent simulated studies; each size is the first r of "
+        f"their {result.max_replicates} replicates per cell)"
     )
     table.add_column("hypothesis")
     for r in sizes:
