@@ -69,6 +69,21 @@ def test_senses_reassign_by_context_before_negation(tmp_path: Path) -> None:
     assert _counts(lex, "dignity matters") == {}
 
 
+def test_regex_entries_are_normalised_like_the_text(tmp_path: Path) -> None:
+    # Replies are NFKC-normalised (an ellipsis becomes three dots, full-width letters plain
+    # ones); a re: term or context written with the original characters still matches, and
+    # the dots stay literal dots.
+    wide = "re:\uff52\uff55\uff4c\uff45\uff53"  # "rules" in full-width letters
+    senses = [{"term": "keep*", "when": [wide], "window": 1, "category": "none"}]
+    categories = {**BASE["categories"], "coercive": ["obey*", "punish*", "re:fine\u2026"]}
+    lex = _lexicon(tmp_path, senses=senses, categories=categories)
+    assert _counts(lex, "well, fine\u2026 if we must") == {"coercive": 1}
+    assert _counts(lex, "well, fine... if we must") == {"coercive": 1}
+    assert _counts(lex, "well, fineabc if we must") == {}
+    assert _counts(lex, "keep the rules") == {}
+    assert _counts(lex, "keep her warm") == {"protective": 1}
+
+
 def test_echoed_spans_are_not_counted(tmp_path: Path) -> None:
     lex = _lexicon(tmp_path)
     echo = lex.echo(["Respect the dignity of every person, and {name} must protect others."], 4)

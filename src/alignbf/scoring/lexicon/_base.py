@@ -97,6 +97,16 @@ def _normaliser(language: str) -> Callable[[str], str]:
     return normalise
 
 
+def normalise_regex(source: str, normalise: Callable[[str], str]) -> str:
+    """A ``re:`` entry's pattern with each non-ASCII character normalised as text is (the
+    syntax of a pattern is ASCII, and left alone): Thai ำ becomes ํา, as in
+    every normalised reply, so a pattern written with it can match; a character that
+    becomes ASCII is escaped (？ is a literal ?, … three literal dots)."""
+    return "".join(
+        ch if ch.isascii() or normalise(ch) == ch else re.escape(normalise(ch)) for ch in source
+    )
+
+
 def _expand(term: str) -> list[str]:
     """Every variant of a plain term: ``(a|b|)`` groups are expanded, empty meaning absent."""
     parts = re.split(r"\(([^()]*)\)", term)

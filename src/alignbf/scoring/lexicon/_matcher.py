@@ -20,6 +20,7 @@ from alignbf.scoring.lexicon._base import (
     _letters,
     _normaliser,
     _trie,
+    normalise_regex,
 )
 from alignbf.scoring.lexicon._echo import Echo, EchoCheck, _Cue, _Hit
 from alignbf.scoring.lexicon._rules import _keyed
@@ -177,7 +178,7 @@ class Lexicon(EchoCheck):
                 key
                 for phrase in rule["when"]
                 for key in (
-                    [phrase]
+                    ["re:" + normalise_regex(phrase[3:], self._normalise)]
                     if phrase.startswith("re:")
                     else _expand(self._normalise(phrase.removesuffix("!")))
                 )

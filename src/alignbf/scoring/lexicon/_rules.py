@@ -15,6 +15,7 @@ from alignbf.scoring.lexicon._base import (
     LANGUAGES,
     _expand,
     _normaliser,
+    normalise_regex,
 )
 
 
@@ -129,7 +130,7 @@ def _keyed(data: dict[str, Any]) -> Iterable[tuple[str, str, str]]:
     for role, terms in roles:
         for term in terms:
             if term.startswith("re:"):
-                yield role, term, term
+                yield role, term, "re:" + normalise_regex(term[3:], norm)
             else:
                 yield from ((role, term, key) for key in _expand(norm(term.removesuffix("!"))))
 
