@@ -1,7 +1,7 @@
 """bench/fpr.py and ``alignbf power``: the in-memory path (``scoring.memory``) scores a
 study exactly as ``alignbf run`` + ``alignbf score`` do, a smaller study is the first
-replicates of a larger one, and its core returns rates with Monte-Carlo SEs (the false-positive floor
-itself is measured by the benchmark, not asserted here)."""
+replicates of a larger one, and the bench's core returns rates with Monte-Carlo SEs (the
+false-positive floor itself is measured by the benchmark, not asserted here)."""
 
 from __future__ import annotations
 
