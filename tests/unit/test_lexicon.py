@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +15,7 @@ from alignbf.errors import ConfigError
 from alignbf.scoring.lexicon import (
     CATEGORIES,
     LANGUAGES,
+    Echo,
     TextCounts,
     _default_dir,
     _expand,
@@ -225,13 +227,20 @@ def test_check_flags_a_broken_lexicon(tmp_path: Path) -> None:
 
 def _scored(language: str, text: str) -> set[str]:
     """Categories the scoring pipeline counts in ``text``: echo filter at its defaults."""
-    from alignbf.config.prompts import load_prompts
     from alignbf.config.study import EchoFilter
 
     lexicon = load_lexicon(language)
     n = EchoFilter().units(language, lexicon.unit)
-    echo = lexicon.echo(load_prompts(language).instruction_texts(), n)
+    echo = _echo_index(language, n)
     return {c for c, k in lexicon.count(text, echo).counts.items() if k > 0}
+
+
+@functools.cache
+def _echo_index(language: str, n: int) -> Echo:
+    """The echo index of a language's instruction texts (built once per language)."""
+    from alignbf.config.prompts import load_prompts
+
+    return load_lexicon(language).echo(load_prompts(language).instruction_texts(), n)
 
 
 @pytest.mark.parametrize("language", list(LANGUAGES))
