@@ -20,7 +20,7 @@ _RUNS = 3
 _Hit = tuple[int, str, bool, int, int, int]
 """(index of the marked token, category, negated, start, end, cue): start and end in words
 for ``word`` lexicons, in characters of the normalised text for ``char`` lexicons; ``cue``
-is the index of the negating cue's entry in :data:`_Cue` form, or -1."""
+is the position of the negating cue in the text's list of cues, or -1."""
 _Cue = tuple[int, int, int, bool, bool, int]
 """A negation cue in a text: (start, end, scope, before, after, index of the marked token),
 start and end like a hit's."""

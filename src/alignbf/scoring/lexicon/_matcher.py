@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -404,10 +405,11 @@ class Lexicon(EchoCheck):
             return units, 0, 0, 0, 0, 0
         echoed = 0
         if echo is not None and self._may_echo(norm, marked, hits, echo):
-            ranges = [(start, end) for _, _, _, start, end, _ in hits]
-            cued = [(i, cue) for i, (*_, cue) in enumerate(hits) if cue >= 0]
-            ranges += [cues[cue][:2] for _, cue in cued]
-            flags = _with_cues(self._echoed_units(norm, ranges, echo), len(hits), cued)
+            flags = _echo_flags(
+                lambda ranges: self._echoed_units(norm, ranges, echo),
+                [(start, end) for _, _, _, start, end, _ in hits],
+                [cues[cue][:2] if cue >= 0 else None for *_, cue in hits],
+            )
             echoed = sum(flags)
             if echoed:
                 hits = [hit for hit, flag in zip(hits, flags, strict=True) if not flag]
@@ -452,9 +454,11 @@ class Lexicon(EchoCheck):
         units, found = self._matches(norm)
         flags = [False] * len(found)
         if echo is not None:
-            negated = [(i, m.cue) for i, m in enumerate(found) if m.cue is not None]
-            ranges = [(m.start, m.end) for m in found] + [cue for _, cue in negated]
-            flags = _with_cues(self._echoed(norm, ranges, echo), len(found), negated)
+            flags = _echo_flags(
+                lambda spans: self._echoed(norm, spans, echo),
+                [(m.start, m.end) for m in found],
+                [m.cue for m in found],
+            )
         counts = dict.fromkeys(CATEGORIES, 0)
         for match, echoed in zip(found, flags, strict=True):
             if not echoed:
@@ -482,12 +486,19 @@ class Lexicon(EchoCheck):
         }
 
 
-def _with_cues(flags: list[bool], hits: int, negated: list[tuple[int, Any]]) -> list[bool]:
-    """Echo flags of ``hits`` hits from the flags of their spans followed by those of the
-    cues of the ``negated`` ones (hit index, cue): a negated hit is an echo only when its
-    cue is one too, since an agent that negates an instruction's words says something new
-    ("I cannot accept Kato's eviction" against the event's "accept Kato's eviction")."""
-    out = flags[:hits]
+def _echo_flags(
+    echoed: Callable[[list[tuple[int, int]]], list[bool]],
+    spans: list[tuple[int, int]],
+    cues: list[tuple[int, int] | None],
+) -> list[bool]:
+    """Which hits are echoes, given ``echoed`` (the flags of a list of spans), the hits'
+    spans and the span of each hit's negation cue (``None`` when not negated): a negated
+    hit is an echo only when its cue is one too, since an agent that negates an
+    instruction's words says something new ("I cannot accept Kato's eviction" against the
+    event's "accept Kato's eviction")."""
+    negated = [(i, cue) for i, cue in enumerate(cues) if cue is not None]
+    flags = echoed(spans + [cue for _, cue in negated])
+    out = flags[: len(spans)]
     for j, (i, _) in enumerate(negated):
-        out[i] = out[i] and flags[hits + j]
+        out[i] = out[i] and flags[len(spans) + j]
     return out
