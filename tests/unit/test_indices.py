@@ -12,11 +12,13 @@ Pooled, sample SD (ddof=1): z_mono = (x - .25)/0.129099 = -1.161895, -0.387298, 
 a constant pair (ja protective 2, 2) contributes 0.
 """
 
+import math
+
 import pandas as pd
 import pytest
 
 from alignbf.config.study import Scoring
-from alignbf.scoring.indices import add_indices
+from alignbf.scoring.indices import add_indices, zscore
 
 FRAME = pd.DataFrame(
     {
@@ -125,6 +127,25 @@ def test_within_reference_centres_on_the_mean_of_cell_means() -> None:
     # The control reference has the same scale and differences, shifted by the centre.
     shift = out["z_coercive__control"] - out["z_coercive__within"]
     assert shift.tolist() == pytest.approx([(4.5 - 2) / (10 / 3) ** 0.5] * 10, abs=2e-6)
+
+
+def test_within_centre_counts_a_cell_whose_first_row_is_missing() -> None:
+    # The control cell holds (missing), 1, 3 (mean 2), the treated cell 5, 9 (mean 7):
+    # centre (2 + 7) / 2 = 4.5; SS 2 + 8 on 1 + 1 df, SD sqrt(5) = 2.236068.
+    frame = pd.DataFrame(
+        {
+            "language": ["en"] * 5,
+            "model": ["m"] * 5,
+            "alignment_ratio": [0.0, 0.0, 0.0, 1.0, 1.0],
+            "individuation_ratio": [0.0] * 5,
+            "x": [float("nan"), 1.0, 3.0, 5.0, 9.0],
+        }
+    )
+    z = zscore(frame, "x", "within")
+    assert math.isnan(z.iloc[0])
+    assert z.iloc[1:].tolist() == pytest.approx(
+        [-1.565248, -0.670820, 0.223607, 2.012461], abs=2e-6
+    )
 
 
 def test_every_reference_is_computed_for_the_sensitivity_analysis() -> None:

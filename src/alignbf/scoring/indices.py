@@ -79,7 +79,7 @@ def _within_z(frame: pd.DataFrame, values: pd.Series, centre_on: str) -> pd.Seri
         )
         centre = data["_v"].where(control).groupby(language).mean()
     else:
-        centre = cell_mean[first & values.notna()].groupby(language[first]).mean()
+        centre = cell_mean[first].groupby(language[first]).mean()
     scale = language.map(sd)
     return (values - language.map(centre)) / scale.where(scale > 0)
 
