@@ -43,7 +43,7 @@ import pandas as pd
 
 from alignbf.config.study import IndexWeights, Scoring
 
-INDICES_VERSION = "2.0.0"
+INDICES_VERSION = "2.1.0"
 SCOPES = ("within", "control", "language", "pooled", "model")
 SCOPE_COLUMN = {"pooled": None, "language": "language", "model": "model"}
 CELL = ["language", "alignment_ratio", "individuation_ratio", "model"]

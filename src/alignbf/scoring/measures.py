@@ -25,7 +25,7 @@ import pandas as pd
 from alignbf.scoring.lexicon import CATEGORIES, Echo, Lexicon, instruction_echo, load_lexicon
 
 MEASURES_NAME = "alignbf.measures"
-MEASURES_VERSION = "2.0.0"
+MEASURES_VERSION = "2.1.0"
 CHANNELS = ("talk", "monologue", "whisper")
 
 
