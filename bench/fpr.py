@@ -295,7 +295,7 @@ def false_positive_rates(
         began = time.perf_counter()
         if load is not None:
             rows = load[load["analysis"] == i].drop(columns="analysis")
-            derived = [c for c in rows.columns if c.startswith(DERIVED) or c in DERIVED]
+            derived = [c for c in rows.columns if c.startswith(DERIVED)]
             rows = add_indices(rows.drop(columns=derived), study.scoring)
             scores = Scores(rows, pd.DataFrame(), [])
         else:
