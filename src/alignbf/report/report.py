@@ -110,7 +110,19 @@ def _measurement_blocks(analysis: Analysis) -> list[Block]:
         ]
     echoes = echo_view(analysis.scores.simulations)
     if not echoes.empty:
-        blocks += [("p", "Hits left out as echoes of the instructions, per cell:")]
+        sims = analysis.scores.simulations
+        echoed = int(sims["echoed"].sum())
+        found = echoed + int(
+            sims[["coercive", "protective", "conformity", "individuation"]].sum().sum()
+        )
+        overall = f"{100 * echoed / found:.2f}%" if found else "–"
+        blocks += [
+            (
+                "p",
+                f"Hits left out as echoes of the instructions: {echoed:,} of {found:,} found "
+                f"({overall}); per cell, in % of the cell's hits:",
+            )
+        ]
         blocks += [("table", echoes)]
     return blocks + _validity_blocks(analysis)
 

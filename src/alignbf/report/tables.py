@@ -317,12 +317,26 @@ def sensitivity_view(sensitivity: pd.DataFrame) -> pd.DataFrame:
 
 
 def echo_view(simulations: pd.DataFrame) -> pd.DataFrame:
-    """Share of lexicon hits left out as echoes of the instructions, per cell."""
-    if "echo_share" not in simulations.columns:
+    """Percent of lexicon hits left out as echoes of the instructions, pooled over each
+    cell's simulations: one row per language (and model, when there are several), one
+    column per alignment ratio (and individuation ratio, when it varies)."""
+    hits = ["coercive", "protective", "conformity", "individuation"]
+    if "echoed" not in simulations.columns or not set(hits) <= set(simulations.columns):
         return pd.DataFrame()
-    keys = [c for c in ("language", "alignment_ratio", "individuation_ratio", "model")]
-    frame = simulations.groupby(keys, as_index=False).agg(
-        n=("sim_id", "count"), echoed=("echoed", "sum"), echo_share=("echo_share", "mean")
-    )
-    frame["echo_share"] = frame["echo_share"].map(lambda v: fmt(float(v)))
-    return frame.astype(str)
+    frame = simulations.assign(found=simulations[hits].sum(axis=1) + simulations["echoed"])
+    rows = ["language"] + (["model"] if frame["model"].nunique() > 1 else [])
+    columns = ["alignment_ratio"]
+    if frame["individuation_ratio"].nunique() > 1:
+        columns.append("individuation_ratio")
+    pooled = frame.groupby(rows + columns)[["echoed", "found"]].sum()
+    share = (100 * pooled["echoed"] / pooled["found"].where(pooled["found"] > 0)).unstack(columns)
+    view = share.map(lambda v: "–" if math.isnan(v) else f"{v:.1f}")
+    view.columns = [
+        " / ".join(
+            f"{name.split('_')[0]} {value:g}" for name, value in zip(columns, key, strict=True)
+        )
+        if isinstance(key, tuple)
+        else f"alignment {key:g}"
+        for key in view.columns
+    ]
+    return view.reset_index().astype(str)

@@ -76,7 +76,8 @@ def _counts(
     try:
         if serial:
             return _count_slice((0, len(rows)))
-        step = -(-len(rows) // (4 * workers))
+        # Many small slices, so that no worker is left with a long one at the end.
+        step = -(-len(rows) // (16 * workers))
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
             out: array[int] = array("q")
             for part in pool.map(_count_slice, [(i, i + step) for i in range(0, len(rows), step)]):

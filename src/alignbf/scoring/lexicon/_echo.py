@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from alignbf.scoring.lexicon._base import _LETTER, _NON_LETTERS, _WORD, _letters
 
-_RUNS = 3
-"""Longest run of units :attr:`Echo.runs` holds."""
+_NEVER, _ALWAYS, _CONTEXT = 0, 1, 2
+"""What a hit's token alone says of an echo: it lies in no n-gram, it is a whole n-gram of
+the instructions, or only the units around it can tell."""
 
 _Hit = tuple[int, str, bool, int, int, int]
 """(index of the marked token, category, negated, start, end, cue): start and end in words
@@ -45,8 +46,11 @@ class Echo:
     grams: frozenset[str]
     sep: str = "\x1f"
     runs: tuple[frozenset[str], ...] = field(default=(), compare=False, repr=False)
-    """Every run of 1, 2, ... (at most :data:`_RUNS`) units inside one of the n-grams, joined
-    like them: a hit whose units are not among them lies inside no n-gram."""
+    """Every run of 1, 2, ... ``n - 1`` units inside one of the n-grams, joined like them
+    (``runs[m - 1]`` holds the runs of ``m``): a hit whose units are not among them lies
+    inside no n-gram."""
+    verdicts: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """What each hit token seen so far says alone (``_NEVER``, ``_ALWAYS``, ``_CONTEXT``)."""
 
     @classmethod
     def of(cls, n: int, grams: frozenset[str], sep: str = "\x1f") -> Echo:
@@ -54,7 +58,7 @@ class Echo:
         split = [gram.split(sep) if sep else list(gram) for gram in grams]
         runs = tuple(
             frozenset(sep.join(units[i : i + m]) for units in split for i in range(n - m + 1))
-            for m in range(1, min(n, _RUNS) + 1)
+            for m in range(1, n)
         )
         return cls(n, grams, sep, runs)
 
@@ -152,8 +156,10 @@ class EchoCheck:
     ) -> bool:
         """Whether some hit may be an echo (``False`` only when none is).
 
-        A hit of fewer than ``n`` units lies inside an n-gram only together with the unit
-        just before it or just after it, so one of those runs must be a run of an n-gram.
+        A hit whose units are no run of an n-gram is none; a hit of ``n`` units is one
+        exactly when it is an n-gram. A shorter hit lies inside an n-gram only together
+        with the unit just before it or just after it, so one of those runs must be a run
+        of an n-gram too. What the token alone says is memoised in ``echo.verdicts``.
         Each place where the hit's token occurs in the text is tried; the hit is at one of
         them. The units of a hit are those of its token, except in a word-lexicon text with
         a word that starts with a combining mark (the marked tokens leave such marks out):
@@ -169,25 +175,20 @@ class EchoCheck:
             and (self._mark.match(norm) or self._loose_mark.search(norm))
         ):
             return True
-        pieces, piece, n, sep = self._pieces, self._piece, echo.n, echo.sep
+        verdicts, pieces, piece, sep = echo.verdicts, self._pieces, self._piece, echo.sep
         after = _NEXT_LETTER.match if self.unit == "char" else _NEXT_WORD.match
         reverse = ""
         for k, *_ in hits:
             token = marked[k][1]
-            units = pieces.get(token) or piece(token)
-            size = len(units)
-            if not 0 < size <= n:
+            verdict = verdicts.get(token)
+            if verdict is None:
+                verdict = self._verdict(token, echo)
+            if verdict == _NEVER:
                 continue
-            if size == n:
-                if sep.join(units) in echo.grams:
-                    return True
-                continue
-            m = min(size, len(runs))
-            if sep.join(units[:m]) not in runs[m - 1]:
-                continue
-            if size >= len(runs):  # a run one unit longer is not indexed
+            if verdict == _ALWAYS:
                 return True
-            longer = runs[size]
+            units = pieces.get(token) or piece(token)
+            longer = runs[len(units)] if len(units) < len(runs) else echo.grams
             at = norm.find(token)
             while at >= 0:
                 found = after(norm, at + len(token))
@@ -199,6 +200,27 @@ class EchoCheck:
                     return True
                 at = norm.find(token, at + 1)
         return False
+
+    def _verdict(self, token: str, echo: Echo) -> int:
+        """What a hit token says alone of an echo (see :data:`_NEVER`), memoised in ``echo``."""
+        units = self._pieces.get(token) or self._piece(token)
+        size, joined = len(units), echo.sep.join(units)
+        if not 0 < size <= echo.n:
+            verdict = _NEVER
+        elif size == echo.n:
+            verdict = _ALWAYS if joined in echo.grams else _NEVER
+        elif size > len(echo.runs):  # an index with fewer runs cannot tell
+            verdict = _ALWAYS
+        elif joined not in echo.runs[size - 1]:
+            verdict = _NEVER
+        elif size < len(echo.runs) or size == echo.n - 1:
+            verdict = _CONTEXT  # the runs one unit longer are indexed (or are the n-grams)
+        else:
+            verdict = _ALWAYS
+        if len(echo.verdicts) > 100_000:
+            echo.verdicts.clear()
+        echo.verdicts[token] = verdict
+        return verdict
 
     def _piece(self, token: str) -> tuple[str, ...]:
         """The units of a token, memoised per lexicon."""
