@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from alignbf.analysis.validity import agreement
+from alignbf.analysis.validity import agreement, attenuation_table
 from alignbf.config.prompts import load_prompts
 from alignbf.config.study import load_languages
 from alignbf.engine.synthetic import ECHO, SyntheticModel, load_world, oracle_sentences
@@ -55,3 +56,36 @@ def test_agreement_matches_a_worked_kappa_example() -> None:
     assert stats["recall"] == pytest.approx(20 / 25)
     assert stats["f1"] == pytest.approx(2 * 20 / 55)
     assert stats["false_positive_rate"] == pytest.approx(10 / 25)
+
+
+def _frame(values_high: list[float], values_low: list[float]) -> pd.DataFrame:
+    values = values_high + values_low
+    return pd.DataFrame(
+        dict(
+            sim_id=[f"s{i}" for i in range(len(values))],
+            language="en",
+            individuation_ratio=0.0,
+            alignment_ratio=[1.0] * len(values_high) + [0.0] * len(values_low),
+            cpi=values,
+            di=[-v for v in values],
+        )
+    )
+
+
+def test_attenuation_gives_g_and_a_paired_interval_for_the_gap() -> None:
+    high, low = [1.0, 2.0, 4.0, 3.5, 2.5], [0.0, 1.5, -1.0, 0.5, 1.0]
+    lexicon = _frame(high, low)
+    table = attenuation_table(lexicon, lexicon.copy())
+    cpi = table.set_index("outcome").loc["cpi"]
+    # Hedges' g by hand: means 2.6 and 0.4, sums of squares 5.7 and 3.7, pooled variance
+    # 9.4 / 8 = 1.175, exact J(8) = Γ(4) / (2 Γ(3.5)) = 6 / (2 * 3.32335) = 0.90270.
+    assert cpi["g_oracle"] == pytest.approx(0.90270 * 2.2 / 1.175**0.5, abs=1e-4)
+    assert cpi["ratio"] == pytest.approx(1.0)
+    # The same simulations for both g: an identical instrument differs by exactly 0.
+    assert (cpi["difference_ci_low"], cpi["difference_ci_high"]) == (0.0, 0.0)
+    # A noisier lexicon: the interval is paired and covers the observed gap.
+    noisy = _frame([v + e for v, e in zip(high, [0.9, -1.1, 0.4, -0.8, 1.2], strict=True)], low)
+    gap = attenuation_table(noisy, lexicon).set_index("outcome").loc["cpi"]
+    assert gap["difference"] == pytest.approx(gap["g_lexicon"] - gap["g_oracle"])
+    assert gap["difference_ci_low"] < gap["difference"] < gap["difference_ci_high"]
+    assert gap["difference_ci_low"] < 0

@@ -378,11 +378,20 @@ def render_validity(result: Any) -> None:
     att = result.attenuation
     if not att.empty:
         g = Table(title="Hedges' g, highest vs lowest alignment ratio: lexicon vs oracle")
-        for col in ("language", "outcome", "g lexicon", "g oracle", "ratio"):
+        for col in ("language", "outcome", "g lexicon", "g oracle", "ratio", "lex - oracle [95%]"):
             g.add_column(col, justify="left" if col in ("language", "outcome") else "right")
         for row in att.itertuples(index=False):
+            gap = (
+                f"{_num(row.difference)} [{_num(row.difference_ci_low)}, "
+                f"{_num(row.difference_ci_high)}]"
+            )
             g.add_row(
-                row.language, row.outcome, _num(row.g_lexicon), _num(row.g_oracle), _num(row.ratio)
+                row.language,
+                row.outcome,
+                _num(row.g_lexicon),
+                _num(row.g_oracle),
+                _num(row.ratio),
+                gap,
             )
         console.print(g)
     for path in result.paths:
