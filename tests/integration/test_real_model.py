@@ -30,6 +30,13 @@ from tests.conftest import MACHINE_ENV, ROOT, cli
 pytestmark = pytest.mark.realmodel
 
 CACHE = ROOT / ".cache" / "realmodel"
+PORTABLE = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON "
+    "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+)
+"""llama.cpp's build flags: a native build uses every instruction the CPU reports, and a
+virtual machine may report AMX or AVX-512 and then fault on them (the server dies on its
+first completion); this build uses AVX2 only. ``CMAKE_ARGS`` set by the user wins."""
 VENV = CACHE / "venv"
 PY = VENV / "bin" / "python"
 
@@ -50,7 +57,7 @@ def _install() -> str | None:
         [str(PY), "-m", "pip", "install", "-q", "llama-cpp-python[server]"],
         capture_output=True,
         text=True,
-        env=MACHINE_ENV,
+        env={**MACHINE_ENV, "CMAKE_ARGS": MACHINE_ENV.get("CMAKE_ARGS", PORTABLE)},
     )
     if done.returncode != 0:
         return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "pip failed"
