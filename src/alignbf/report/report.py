@@ -25,6 +25,7 @@ from alignbf.report.provenance import deviations, models_used, run_facts
 from alignbf.report.tables import (
     attrition_view,
     component_view,
+    echo_found,
     echo_view,
     fmt,
     sensitivity_view,
@@ -108,13 +109,10 @@ def _measurement_blocks(analysis: Analysis) -> list[Block]:
             ),
             ("table", sensitivity),
         ]
-    echoes = echo_view(analysis.scores.simulations)
-    if not echoes.empty:
-        sims = analysis.scores.simulations
-        echoed = int(sims["echoed"].sum())
-        found = echoed + int(
-            sims[["coercive", "protective", "conformity", "individuation"]].sum().sum()
-        )
+    sims = analysis.scores.simulations
+    per_sim = echo_found(sims)
+    if per_sim is not None and not sims.empty:
+        echoed, found = int(sims["echoed"].sum()), int(per_sim.sum())
         overall = f"{100 * echoed / found:.2f}%" if found else "–"
         blocks += [
             (
@@ -123,7 +121,7 @@ def _measurement_blocks(analysis: Analysis) -> list[Block]:
                 f"({overall}); per cell, in % of the cell's hits:",
             )
         ]
-        blocks += [("table", echoes)]
+        blocks += [("table", echo_view(sims))]
     return blocks + _validity_blocks(analysis)
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from alignbf.analysis.attrition import EXCLUDED, add_response_shares
+from alignbf.scoring.lexicon import CATEGORIES
 
 if TYPE_CHECKING:
     from alignbf.analysis.analyze import Analysis
@@ -316,14 +317,21 @@ def sensitivity_view(sensitivity: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def echo_found(simulations: pd.DataFrame) -> pd.Series | None:
+    """Lexicon hits found per simulation, echoes included (``None`` without echo counts)."""
+    if "echoed" not in simulations.columns or not set(CATEGORIES) <= set(simulations.columns):
+        return None
+    return simulations[list(CATEGORIES)].sum(axis=1) + simulations["echoed"]
+
+
 def echo_view(simulations: pd.DataFrame) -> pd.DataFrame:
     """Percent of lexicon hits left out as echoes of the instructions, pooled over each
     cell's simulations: one row per language (and model, when there are several), one
     column per alignment ratio (and individuation ratio, when it varies)."""
-    hits = ["coercive", "protective", "conformity", "individuation"]
-    if "echoed" not in simulations.columns or not set(hits) <= set(simulations.columns):
+    found = echo_found(simulations)
+    if found is None:
         return pd.DataFrame()
-    frame = simulations.assign(found=simulations[hits].sum(axis=1) + simulations["echoed"])
+    frame = simulations.assign(found=found)
     rows = ["language"] + (["model"] if frame["model"].nunique() > 1 else [])
     columns = ["alignment_ratio"]
     if frame["individuation_ratio"].nunique() > 1:
