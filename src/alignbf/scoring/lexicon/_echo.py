@@ -48,7 +48,7 @@ class Echo:
     runs: tuple[frozenset[str], ...] = field(default=(), compare=False, repr=False)
     """Every run of 1, 2, ... ``n - 1`` units inside one of the n-grams, joined like them
     (``runs[m - 1]`` holds the runs of ``m``): a hit whose units are not among them lies
-    inside no n-gram."""
+    inside no n-gram. Empty (as without :meth:`of`), every hit is checked in full."""
     verdicts: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     """What each hit token seen so far says alone (``_NEVER``, ``_ALWAYS``, ``_CONTEXT``)."""
 
@@ -188,7 +188,7 @@ class EchoCheck:
             if verdict == _ALWAYS:
                 return True
             units = pieces.get(token) or piece(token)
-            longer = runs[len(units)] if len(units) < len(runs) else echo.grams
+            longer = runs[len(units)] if len(units) < echo.n - 1 else echo.grams
             at = norm.find(token)
             while at >= 0:
                 found = after(norm, at + len(token))
@@ -209,14 +209,8 @@ class EchoCheck:
             verdict = _NEVER
         elif size == echo.n:
             verdict = _ALWAYS if joined in echo.grams else _NEVER
-        elif size > len(echo.runs):  # an index with fewer runs cannot tell
-            verdict = _ALWAYS
-        elif joined not in echo.runs[size - 1]:
-            verdict = _NEVER
-        elif size < len(echo.runs) or size == echo.n - 1:
-            verdict = _CONTEXT  # the runs one unit longer are indexed (or are the n-grams)
-        else:
-            verdict = _ALWAYS
+        else:  # the runs one unit longer are indexed (or are the n-grams)
+            verdict = _CONTEXT if joined in echo.runs[size - 1] else _NEVER
         if len(echo.verdicts) > 100_000:
             echo.verdicts.clear()
         echo.verdicts[token] = verdict
