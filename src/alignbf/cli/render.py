@@ -23,38 +23,37 @@ def money(value: float | None) -> str:
     return "unknown" if value is None else f"${value:,.2f}"
 
 
+FULL_GRID = 12
+"""Grids of at most this many cells are shown cell by cell; larger ones factor by factor."""
+GRID_FACTORS = (
+    ("language", "language"),
+    ("alignment", "alignment_ratio"),
+    ("individuation", "individuation_ratio"),
+    ("model", "model"),
+)
+
+
 def render_plan(plan: Plan) -> None:
-    """The plan as tables."""
-    cells = Table(title=f"{plan.study}: {plan.simulations} simulations, {plan.calls:,} LLM calls")
-    for col in ("language", "alignment", "individuation", "model", "simulations"):
-        cells.add_column(col, justify="right" if col != "language" else "left")
-    for c in plan.cells:
-        cells.add_row(
-            c["language"],
-            f"{c['alignment_ratio']:g}",
-            f"{c['individuation_ratio']:g}",
-            c["model"],
-            str(c["simulations"]),
-        )
-    console.print(cells)
+    """The plan as tables that fit an 80-column terminal."""
+    console.print(_grid(plan))
     cost = Table(title="Per endpoint (estimates)")
-    for col in ("model", "endpoint", "calls", "input tok", "output tok", "cost", "worst case"):
-        if col in ("model", "endpoint"):
-            cost.add_column(col, overflow="fold")
-        else:
-            cost.add_column(col, justify="right", no_wrap=True)
+    cost.add_column("endpoint / model", no_wrap=True)
+    for col in ("calls", "in tok", "out tok", "cost", "worst"):
+        cost.add_column(col, justify="right", no_wrap=True)
     for e in plan.endpoints:
         cost.add_row(
-            e.model if e.role == "simulation" else f"{e.model} (judge)",
-            e.endpoint,
+            _who(e),
             f"{e.calls:,}",
-            f"{e.input_tokens:,}",
-            f"{e.output_tokens:,}",
+            _tokens(e.input_tokens),
+            _tokens(e.output_tokens),
             money(e.cost_usd),
             money(e.worst_cost_usd),
         )
     console.print(cost)
     console.print(_cache_and_time(plan))
+    for e in plan.endpoints:
+        if e.wall_time_bounds:
+            console.print(_bounds_line(e))
     for e in plan.endpoints:
         if e.batch_rounds is not None and e.role == "simulation":
             console.print(_batch_line(e))
@@ -67,6 +66,52 @@ def render_plan(plan: Plan) -> None:
     console.print(f"[dim]{plan.estimate_note}[/dim]")
     for warning in plan.warnings():
         console.print(f"[bold yellow]warning: {warning}[/]")
+
+
+def _grid(plan: Plan) -> Table:
+    """The cells one per row when there are few; otherwise each factor with its levels,
+    since the grid is their full crossing (``--json`` lists every cell)."""
+    title = f"{plan.study}: {plan.simulations:,} simulations, {plan.calls:,} LLM calls"
+    if len(plan.cells) <= FULL_GRID:
+        table = Table(title=title)
+        for col, _ in GRID_FACTORS:
+            table.add_column(col, justify="left" if col in ("language", "model") else "right")
+        table.add_column("simulations", justify="right")
+        for c in plan.cells:
+            table.add_row(*(_level(c[key]) for _, key in GRID_FACTORS), str(c["simulations"]))
+        return table
+    per_cell = sorted({c["simulations"] for c in plan.cells})
+    each = (
+        f"{per_cell[0]} simulations each"
+        if len(per_cell) == 1
+        else f"{per_cell[0]}-{per_cell[-1]} simulations each"
+    )
+    table = Table(title=f"{title}\n{len(plan.cells)} cells, {each}")
+    table.add_column("factor")
+    table.add_column("levels", justify="right")
+    table.add_column("values", overflow="fold")
+    for name, key in GRID_FACTORS:
+        values = list(dict.fromkeys(_level(c[key]) for c in plan.cells))
+        table.add_row(name, str(len(values)), " ".join(values))
+    return table
+
+
+def _level(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float | int) else str(value)
+
+
+def _who(e: EndpointPlan) -> str:
+    """An endpoint's name over its model (``(judge)`` for the judge's)."""
+    model = e.model if e.role == "simulation" else f"{e.model} (judge)"
+    return e.endpoint if model == e.endpoint else f"{e.endpoint}\n[dim]{model}[/dim]"
+
+
+def _tokens(n: int) -> str:
+    """A token estimate to three significant figures: 987, 12.3k, 1.36M, 2.05B."""
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= limit:
+            return f"{n / limit:.3g}{suffix}"
+    return f"{n:,}"
 
 
 def _batch_line(e: EndpointPlan) -> str:
@@ -88,25 +133,26 @@ def _cache_and_time(plan: Plan) -> Table:
     table = Table(
         title=f"Prompt caching and wall time (estimates; run ~{_hours(plan.wall_time_s)})"
     )
-    for col in ("model", "endpoint", "cached in tok", "share", "cost cached", "wall time"):
-        table.add_column(
-            col, overflow="fold", justify="left" if col in ("model", "endpoint") else "right"
-        )
-    table.add_column("limited by", overflow="fold")
+    table.add_column("endpoint / model", no_wrap=True)
+    for col in ("cached in tok", "share", "cost cached", "wall time"):
+        table.add_column(col, justify="right", no_wrap=True)
     for e in plan.endpoints:
         table.add_row(
-            e.model if e.role == "simulation" else f"{e.model} (judge)",
-            e.endpoint,
-            f"{e.cached_input_tokens:,}",
+            _who(e),
+            _tokens(e.cached_input_tokens),
             "-" if e.cache_share is None else f"{e.cache_share:.1%}",
             money(e.cached_cost_usd),
             _hours(e.wall_time_s),
-            ", ".join(
-                f"{name.replace('_', ' ')} {_hours(seconds)}"
-                for name, seconds in sorted(e.wall_time_bounds.items(), key=lambda kv: -kv[1])
-            ),
         )
     return table
+
+
+def _bounds_line(e: EndpointPlan) -> str:
+    """What limits an endpoint's wall time: each bound, the largest first."""
+    (first, most), *rest = sorted(e.wall_time_bounds.items(), key=lambda kv: -kv[1])
+    line = f"wall time of {e.endpoint}: limited by {first.replace('_', ' ')} ({_hours(most)})"
+    others = ", ".join(f"{name.replace('_', ' ')} {_hours(seconds)}" for name, seconds in rest)
+    return f"{line}; the other bounds: {others}" if others else line
 
 
 def _hours(seconds: float | None) -> str:
