@@ -71,8 +71,10 @@ class Validity:
             ``precision``, ``recall``, ``f1``, ``kappa``.
         differential: Per language and category, the aligned-minus-unaligned difference in
             precision, recall and false-positive rate (``d_precision``, ``d_recall``,
-            ``d_false_positive_rate``) and the larger of the first two in absolute value
-            (``max_abs``).
+            ``d_false_positive_rate``), the larger of the first two in absolute value
+            (``max_abs``), and of the error rates alone with precision at one base rate
+            (``d_precision_standardised``, ``max_abs_error``; see
+            :func:`differential_table`).
         attenuation: Per language and outcome (``cpi``, ``di``): ``g_lexicon``, ``g_oracle``
             (highest vs lowest alignment ratio) and their ``ratio``.
         echo: Hits found inside restated instruction sentences without and with the echo
@@ -230,7 +232,20 @@ def _judge_labels(store: Store, study: Study, messages: pd.DataFrame) -> pd.Data
 
 
 def differential_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Aligned-minus-unaligned precision and recall per language and category."""
+    """Aligned-minus-unaligned precision, recall and false-positive rate per language and
+    category, and precision at one base rate.
+
+    Precision depends on how common the category is: with the same recall and
+    false-positive rate, a group that says fewer coercive sentences gets a lower coercive
+    precision. Misclassification is differential when recall or the false-positive rate
+    depend on the group, so ``d_precision_standardised`` compares the precision both groups
+    would have at the language's pooled base rate p, r p / (r p + f (1 - p)), and
+    ``max_abs_error`` is the largest of that, ``d_recall`` and ``d_false_positive_rate`` in
+    absolute value; ``max_abs`` is the larger of the raw ``d_precision`` and ``d_recall``.
+    """
+    count = "sentences" if "sentences" in table.columns else "utterances"
+    pooled = table[table["agents"] == "all"].set_index(["language", "category"])
+    base = pooled["positives"] / pooled[count]
     wide = table[table["agents"] != "all"].pivot_table(
         index=["language", "category"],
         columns="agents",
@@ -239,7 +254,16 @@ def differential_table(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=wide.index)
     for measure in ("precision", "recall", "false_positive_rate"):
         out[f"d_{measure}"] = wide[(measure, "aligned")] - wide[(measure, "unaligned")]
+    p = base.reindex(out.index)
+
+    def at_base(group: str) -> pd.Series:
+        hit = wide[("recall", group)] * p
+        return hit / (hit + wide[("false_positive_rate", group)] * (1 - p))
+
+    out["d_precision_standardised"] = at_base("aligned") - at_base("unaligned")
     out["max_abs"] = out[["d_precision", "d_recall"]].abs().max(axis=1)
+    errors = ["d_precision_standardised", "d_recall", "d_false_positive_rate"]
+    out["max_abs_error"] = out[errors].abs().max(axis=1)
     return out.reset_index()
 
 

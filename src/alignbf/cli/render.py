@@ -460,12 +460,18 @@ def _kappa_table(table: Any, title: str) -> None:
 def _differential_line(d: Any) -> None:
     if d.empty:
         return
-    worst = d.loc[d["max_abs"].idxmax()]
-    console.print(
-        f"largest aligned-unaligned difference in precision or recall: "
-        f"{worst['max_abs']:.3f} ({worst['language']}, {worst['category']}); "
-        f"{int((d['max_abs'] > 0.10).sum())} of {len(d)} language x category pairs above 0.10"
-    )
+    for column, what in (
+        ("max_abs", "precision or recall"),
+        ("max_abs_error", "recall, false-positive rate or precision at one base rate"),
+    ):
+        if d[column].isna().all():
+            continue
+        worst = d.loc[d[column].idxmax()]
+        console.print(
+            f"largest aligned-unaligned difference in {what}: {worst[column]:.3f} "
+            f"({worst['language']}, {worst['category']}); "
+            f"{int((d[column] > 0.10).sum())} of {len(d)} language x category pairs above 0.10"
+        )
 
 
 def render_agreement(result: Any) -> None:
