@@ -371,7 +371,8 @@ def test_code_agree_recovers_the_planted_judge_kappa_against_an_exact_coder(
     # A bar the judge (10% flipped labels) clears everywhere passes the judge; at a bar
     # between the lexicon's weakest and strongest gated rows, the gate names exactly the
     # lexicon's rows below it.
-    assert unmet(ValidityGate(kappa=float(judge["kappa"].min())), table, ["en", "ja"], "judge") == {}
+    judge_bar = ValidityGate(kappa=float(judge["kappa"].min()))
+    assert unmet(judge_bar, table, ["en", "ja"], "judge") == {}
     gated = lexicon[lexicon["category"].isin(ValidityGate().categories)]
     bar = float(gated["kappa"].median())
     gate = ValidityGate(kappa=bar)

@@ -378,15 +378,16 @@ class Lexicon(EchoCheck):
             own = sensed.get(cue_k)
             best, nearest = -1, window + 1
             for i, (_, entry, start, end, scope) in enumerate(hits):
-                taken = negated[i] >= 0 or entry.fixed
-                if scope != cue_scope or taken or categories[i] in (None, own):
+                if scope != cue_scope or entry.fixed or categories[i] in (None, own):
                     continue
                 gap = start - cue_end if before and start >= cue_end else window + 1
                 if after and cue_start >= end:
                     gap = min(gap, cue_start - end)
                 if gap < nearest:
                     best, nearest = i, gap
-            if best >= 0:
+            # A second cue of the same negation ("べきでは" + "ありません") finds the hit the
+            # first one negated: it is spent, and reaches no term further away.
+            if best >= 0 and negated[best] < 0:
                 negated[best] = c
         resolved = [
             (k, category, cue >= 0, start, end, cue)
