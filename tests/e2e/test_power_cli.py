@@ -47,7 +47,7 @@ def test_power_is_reproducible_and_never_falls_with_size(tmp_path: Path) -> None
         "--world",
         "null",
         "--sims",
-        "40",
+        "20",
         "--max-replicates",
         "10",
         "--json",
@@ -61,6 +61,6 @@ def test_power_is_reproducible_and_never_falls_with_size(tmp_path: Path) -> None
         powers = [r["power"] for r in mine]
         assert powers == sorted(powers), (hid, powers)
         for r in mine:
-            expected = (r["power_raw"] * (1 - r["power_raw"]) / 40) ** 0.5
+            expected = (r["power_raw"] * (1 - r["power_raw"]) / 20) ** 0.5
             assert abs(r["mc_se"] - expected) < 1e-12
     assert cli(*args[:-1], "--seed", "1", "--json").stdout != first.stdout

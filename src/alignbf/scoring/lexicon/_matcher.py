@@ -174,6 +174,7 @@ class Lexicon(EchoCheck):
     def _compile_senses(self, rules: list[dict[str, Any]]) -> dict[str, list[_Sense]]:
         """Sense rules by the term (as written) they re-assign."""
         senses: dict[str, list[_Sense]] = {}
+        contexts: dict[tuple[str, ...], re.Pattern[str]] = {}  # rules often share a context
         for rule in rules:
             keys = [
                 key
@@ -186,8 +187,11 @@ class Lexicon(EchoCheck):
             ]
             start = "" if self.unit == "char" else f"(?<!{_WORD})"
             category = None if rule["category"] == "none" else rule["category"]
+            context = contexts.get(tuple(keys))
+            if context is None:
+                context = contexts[tuple(keys)] = re.compile(start + self._body(keys))
             sense = _Sense(
-                re.compile(start + self._body(keys)),
+                context,
                 rule.get("window", 4),
                 category,
                 rule.get("unless", False),
