@@ -19,7 +19,7 @@ check: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP)
 	$(VENV)/bin/alignbf plan study1
